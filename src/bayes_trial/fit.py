@@ -1,0 +1,228 @@
+"""Sampling, storing and loading fits.
+
+A stored fit is one netCDF InferenceData file: posterior, sample_stats, observed_data,
+log_likelihood, and the model-ready data in `constant_data`; the posterior group's attributes carry
+the full spec, a hash of the data, package versions and the sampler settings. `load` gives back a
+`Fit` that can be queried or refitted without the original spec or data files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import model as model_mod
+from .data import data_hash
+from .errors import FitFileError
+from .spec import ModelSpec, Prior, spec_from_json
+
+ATTR = "bayes_trial"
+# pip-installed PyTensor warns on every import that it found no optimised BLAS; it is noise for users.
+logging.getLogger("pytensor.tensor.blas").setLevel(logging.ERROR)
+PACKAGES = ("bayes-trial", "pymc", "pytensor", "bambi", "arviz", "nutpie", "numpy", "pandas", "xarray")
+
+
+@dataclass
+class Fit:
+    """A fitted model: spec, model-ready data and the InferenceData."""
+
+    spec: ModelSpec
+    prepared: model_mod.PreparedData
+    idata: az.InferenceData
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def model(self):
+        """The Bambi model, rebuilt from the stored spec and data (no sampling)."""
+        return model_mod.build(self.spec, self.prepared)
+
+    @property
+    def data(self) -> pd.DataFrame:
+        return self.prepared.data
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _run_sampler(pymc_model, settings: dict[str, Any], progress: bool) -> az.InferenceData:
+    if settings["sampler"] == "nutpie":
+        import nutpie
+
+        started = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(pymc_model)
+        _say(progress, f"  compiled in {time.perf_counter() - started:.1f} s; sampling ...")
+        return nutpie.sample(
+            compiled, draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
+            seed=settings["seed"], target_accept=settings["target_accept"], save_warmup=False,
+            progress_bar=progress,
+        )
+    import pymc as pm
+
+    with pymc_model:
+        return pm.sample(
+            draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
+            random_seed=settings["seed"], target_accept=settings["target_accept"],
+            progressbar=progress, compute_convergence_checks=False, cores=min(settings["chains"], os.cpu_count() or 1),
+        )
+
+
+def _tidy(idata: az.InferenceData, bmb_model, prepared: model_mod.PreparedData) -> az.InferenceData:
+    """Keep what a reader needs: parameters on their natural scale, observed data, log-likelihood."""
+    import pymc as pm
+
+    pymc_model = bmb_model.backend.model
+    for group in [g for g in idata.groups() if g.startswith("warmup")]:
+        delattr(idata, group)
+    pm.compute_log_likelihood(idata, model=pymc_model, extend_inferencedata=True, progressbar=False)
+    row_sized = set(bmb_model.family.likelihood.params)
+    drop = [v for v in idata.posterior.data_vars if v.endswith(("_offset", "__")) or v in row_sized]
+    posterior = idata.posterior.drop_vars(drop)
+    observed = {rv.name: pymc_model.rvs_to_values[rv] for rv in pymc_model.observed_RVs}
+    obs_data = xr.Dataset(
+        {name: (("__obs__",), np.asarray(value.data if hasattr(value, "data") else value.eval()).reshape(len(prepared.data), -1)[:, 0])
+         for name, value in observed.items()}
+    )
+    log_lik = idata.log_likelihood.rename({d: "__obs__" for d in idata.log_likelihood.dims if d not in ("chain", "draw")})
+    return az.InferenceData(
+        posterior=posterior, sample_stats=idata.sample_stats, log_likelihood=log_lik,
+        observed_data=obs_data, constant_data=_data_to_dataset(prepared.data),
+    )
+
+
+def _data_to_dataset(frame: pd.DataFrame) -> xr.Dataset:
+    columns = {}
+    for col in frame.columns:
+        values = frame[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype(values.cat.categories.dtype if values.cat.categories.dtype != object else object)
+        if values.dtype == object or pd.api.types.is_string_dtype(values):
+            values = values.astype(str).to_numpy(dtype=object)
+        columns[col] = (("__obs__",), np.asarray(values))
+    return xr.Dataset(columns)
+
+
+def _levels(frame: pd.DataFrame) -> dict[str, list]:
+    return {
+        col: [v.item() if hasattr(v, "item") else v for v in frame[col].cat.categories]
+        for col in frame.columns
+        if isinstance(frame[col].dtype, pd.CategoricalDtype)
+    }
+
+
+def sample(spec: ModelSpec, frame: pd.DataFrame, *, progress: bool = True, **sampler_settings: Any) -> Fit:
+    """Fit `spec` to a validated survey or register table; sampler settings override the spec's."""
+    spec = spec.with_sampler(**sampler_settings)
+    prepared = model_mod.prepare(spec, frame)
+    return sample_prepared(spec, prepared, data_hash=data_hash(frame), progress=progress)
+
+
+def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_hash: str, progress: bool = True) -> Fit:
+    for note in prepared.notes:
+        _say(progress, f"note: {note}")
+    bmb_model = model_mod.build(spec, prepared)
+    settings = spec.sampler
+    _say(progress, f"Sampling {spec.name} ({prepared.formula}, {prepared.family}) with {settings['sampler']}: "
+                   f"{settings['chains']} chains x {settings['tune']} tune + {settings['draws']} draws, seed {settings['seed']}")
+    started = time.perf_counter()
+    raw = _run_sampler(bmb_model.backend.model, settings, progress)
+    elapsed = time.perf_counter() - started
+    _say(progress, f"  done in {elapsed:.1f} s")
+    idata = _tidy(raw, bmb_model, prepared)
+    info = {
+        "spec": spec.to_json(),
+        "data_hash": data_hash,
+        "formula_used": prepared.formula,
+        "family_used": prepared.family,
+        "response": prepared.response,
+        "aggregated": int(prepared.aggregated),
+        "notes": json.dumps(list(prepared.notes)),
+        "dropped_factors": json.dumps(list(prepared.dropped_factors)),
+        "levels": json.dumps(_levels(prepared.data)),
+        "sampler": json.dumps(settings, sort_keys=True),
+        "versions": json.dumps(package_versions(), sort_keys=True),
+        "sampling_seconds": round(elapsed, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    idata.posterior.attrs.update({f"{ATTR}_{k}": v for k, v in info.items()})
+    fit = Fit(spec, prepared, idata, info)
+    fit.__dict__["model"] = bmb_model
+    return fit
+
+
+def refit(fit: Fit, *, priors: dict[str, Prior] | None = None, progress: bool = True, **sampler_settings: Any) -> Fit:
+    """The same model and data with new priors and/or sampler settings."""
+    spec = fit.spec.with_priors(priors or {}).with_sampler(**sampler_settings)
+    return sample_prepared(spec, fit.prepared, data_hash=fit.info["data_hash"], progress=progress)
+
+
+def save(fit: Fit, path: str | os.PathLike) -> Path:
+    """Write the fit as netCDF atomically: a crash never leaves a half-written file at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fit.idata.to_netcdf(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load(path: str | os.PathLike) -> Fit:
+    """A stored fit, ready to query or refit."""
+    path = Path(path)
+    if not path.exists():
+        raise FitFileError(f"{path}: no such fit file")
+    try:
+        idata = az.from_netcdf(path)
+    except Exception as exc:  # netCDF/HDF5 raise many types for truncated or foreign files
+        raise FitFileError(f"{path}: not a readable fit file (truncated or not netCDF: {exc.__class__.__name__})") from None
+    attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
+    if f"{ATTR}_spec" not in attrs or "constant_data" not in idata.groups():
+        raise FitFileError(f"{path}: a netCDF file, but not a bayes-trial fit (no stored spec)")
+    info = {k[len(ATTR) + 1:]: v for k, v in attrs.items() if k.startswith(f"{ATTR}_")}
+    spec = spec_from_json(info["spec"])
+    frame = idata.constant_data.to_dataframe().reset_index(drop=True)
+    levels = json.loads(info["levels"])
+    for col in frame.columns:
+        if col in levels:
+            frame[col] = pd.Categorical(frame[col], categories=levels[col], ordered=True)
+        elif frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col]):
+            frame[col] = frame[col].astype(str).astype(object)
+    prepared = model_mod.PreparedData(
+        data=frame, formula=info["formula_used"], family=info["family_used"], response=info["response"],
+        aggregated=bool(int(info["aggregated"])), notes=tuple(json.loads(info["notes"])),
+        dropped_factors=tuple(json.loads(info["dropped_factors"])),
+    )
+    return Fit(spec, prepared, idata, info)
