@@ -101,8 +101,8 @@ def _tidy(idata: az.InferenceData, bmb_model, prepared: model_mod.PreparedData) 
     for group in [g for g in idata.groups() if g.startswith("warmup")]:
         delattr(idata, group)
     pm.compute_log_likelihood(idata, model=pymc_model, extend_inferencedata=True, progressbar=False)
-    row_sized = set(bmb_model.family.likelihood.params)
-    drop = [v for v in idata.posterior.data_vars if v.endswith(("_offset", "__")) or v in row_sized]
+    drop = [name for name, values in idata.posterior.data_vars.items()
+            if name.endswith(("_offset", "__")) or "__obs__" in values.dims]
     posterior = idata.posterior.drop_vars(drop)
     observed = {rv.name: pymc_model.rvs_to_values[rv] for rv in pymc_model.observed_RVs}
     obs_data = xr.Dataset(
