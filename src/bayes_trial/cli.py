@@ -97,6 +97,69 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_rope(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    from .query import _parse_threshold
+
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise BayesTrialError(f"--rope {text!r}: expected LOW,HIGH on the outcome scale, e.g. -0.02,0.02 or -2pp,2pp")
+    return tuple(sorted(_parse_threshold(part, f"--rope {text}") for part in parts))
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from . import diagnose, query
+    from .fit import load
+
+    fit = load(args.fit)
+    diagnosis = diagnose.diagnose(fit)
+    if args.strict and not diagnosis.passed:
+        raise BayesTrialError(f"{args.fit}: diagnostics FAIL ({'; '.join(diagnosis.messages)}); --strict refuses to answer")
+    table = query.hypothesis(fit, args.expression, by=args.by, wave=args.wave, municipality=args.municipality,
+                             rope=_parse_rope(args.rope), interval=args.interval)
+    verdict = "PASS" if diagnosis.passed else "FAIL"
+    if args.json:
+        import json
+
+        print(json.dumps({"fit": str(args.fit), "diagnostics": verdict, "diagnostic_messages": list(diagnosis.messages),
+                          "results": table.to_dict(orient="records")}, indent=2, default=str))
+        return 0
+    print(f"{fit.spec.name}: {args.expression}   [diagnostics {verdict}]")
+    if not diagnosis.passed:
+        print("WARNING: this fit FAILED its convergence diagnostics; do not rely on these numbers:")
+        for message in diagnosis.messages:
+            print(f"  - {message}")
+    shown = table.copy()
+    width = f"{args.interval:.0%}"
+    shown[f"{width} ETI"] = [f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(shown.pop("lower"), shown.pop("upper"))]
+    shown["mean"] = [f"{m:+.2f}" for m in shown["mean"]]
+    for column in ("p_hypothesis", "p_rope"):
+        if column in shown:
+            shown[column] = [f"{p:.3f}" for p in shown[column]]
+    shown = shown.drop(columns=["hypothesis", "interval"]).rename(columns={"p_hypothesis": "P(hypothesis)", "p_rope": "P(in ROPE)"})
+    print(shown.to_string(index=False))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .fit import load
+    from .report import report
+
+    fits = [load(path) for path in args.fits]
+    paths = report(fits, args.out, title=args.title, min_cell=args.min_cell)
+    print(f"report written: {paths['html']} and {paths['md']}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .workflow import run
+
+    paths = run(args.workflow, progress=not args.quiet)
+    print(f"report: {paths['html']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayes-trial",
@@ -120,6 +183,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_sampler_options(p)
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("query", help="posterior probability of a hypothesis about arms, on the outcome scale")
+    p.add_argument("fit", help="stored fit (.nc)")
+    p.add_argument("expression", help="e.g. 'intensive - control > 0' or 'self_direction - control > 2pp'")
+    p.add_argument("--by", choices=("municipality", "wave"), help="one answer per town (plus a new town) or per wave")
+    p.add_argument("--wave", type=int, help="survey wave to answer at (default: the last)")
+    p.add_argument("--municipality", help="one town, or 'new' for a town drawn from the fitted town distribution")
+    p.add_argument("--rope", help="region of practical equivalence LOW,HIGH on the outcome scale (e.g. -2pp,2pp)")
+    p.add_argument("--interval", type=float, default=0.9, help="equal-tailed interval width (default 0.9)")
+    p.add_argument("--strict", action="store_true", help="refuse to answer from a fit that fails its diagnostics")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("report", help="HTML + Markdown report of one or more stored fits")
+    p.add_argument("fits", nargs="+", help="stored fits (.nc)")
+    p.add_argument("--out", required=True, help="folder for report.html, report.md and figures/")
+    p.add_argument("--title", default="bayes-trial report")
+    p.add_argument("--min-cell", type=int, default=10, dest="min_cell",
+                   help="suppress observed cells with fewer persons (default 10, never below 5)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("run", help="run a workflow (workflows/NAME.toml): data, fits, queries, report")
+    p.add_argument("workflow", help="workflow TOML file or bundled name (e.g. oss_demo)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

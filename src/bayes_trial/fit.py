@@ -8,6 +8,7 @@ the full spec, a hash of the data, package versions and the sampler settings. `l
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import xarray as xr
 
 from . import model as model_mod
 from .data import data_hash
-from .errors import FitFileError
+from .errors import FitFileError, SpecError
 from .spec import ModelSpec, Prior, spec_from_json
 
 ATTR = "bayes_trial"
@@ -71,12 +72,24 @@ def _say(progress: bool, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def stored_variables(pymc_model) -> list[str]:
+    """Parameters worth storing: free and deterministic variables without an observation dimension.
+
+    Row-sized deterministics (Bambi's `mu`, a cumulative model's category probabilities `p`) are
+    recomputed by `predict` when needed; storing them costs memory and, for cumulative models, makes
+    nutpie reject the category dimension that `p` shares with the thresholds.
+    """
+    dims = pymc_model.named_vars_to_dims
+    return [var.name for var in [*pymc_model.free_RVs, *pymc_model.deterministics]
+            if "__obs__" not in dims.get(var.name, ())]
+
+
 def _run_sampler(pymc_model, settings: dict[str, Any], progress: bool) -> az.InferenceData:
     if settings["sampler"] == "nutpie":
         import nutpie
 
         started = time.perf_counter()
-        compiled = nutpie.compile_pymc_model(pymc_model)
+        compiled = nutpie.compile_pymc_model(pymc_model, var_names=stored_variables(pymc_model))
         _say(progress, f"  compiled in {time.perf_counter() - started:.1f} s; sampling ...")
         return nutpie.sample(
             compiled, draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
@@ -87,7 +100,7 @@ def _run_sampler(pymc_model, settings: dict[str, Any], progress: bool) -> az.Inf
 
     with pymc_model:
         return pm.sample(
-            draws=settings["draws"], tune=settings["tune"], chains=settings["chains"],
+            draws=settings["draws"], tune=settings["tune"], chains=settings["chains"], var_names=stored_variables(pymc_model),
             random_seed=settings["seed"], target_accept=settings["target_accept"],
             progressbar=progress, compute_convergence_checks=False, cores=min(settings["chains"], os.cpu_count() or 1),
         )
@@ -183,10 +196,16 @@ def refit(fit: Fit, *, priors: dict[str, Prior] | None = None, progress: bool = 
 
 
 def save(fit: Fit, path: str | os.PathLike) -> Path:
-    """Write the fit as netCDF atomically: a crash never leaves a half-written file at `path`."""
+    """Write the fit as netCDF atomically: a crash never leaves a half-written file at `path`.
+
+    The fit is written to a hidden `.NAME.PID.*.tmp` beside `path` and renamed over `path` only
+    when complete. A save that is killed mid-write leaves its temporary file behind; the next save
+    to the same path removes those whose writing process is gone.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_abandoned_temp_files(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         fit.idata.to_netcdf(tmp)
@@ -199,30 +218,58 @@ def save(fit: Fit, path: str | os.PathLike) -> Path:
     return path
 
 
+def _remove_abandoned_temp_files(path: Path) -> None:
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _process_running(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_running(pid: int) -> bool:
+    if os.name != "posix":  # signal 0 is only a liveness probe on POSIX: keep the file
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def load(path: str | os.PathLike) -> Fit:
     """A stored fit, ready to query or refit."""
     path = Path(path)
     if not path.exists():
         raise FitFileError(f"{path}: no such fit file")
     try:
-        idata = az.from_netcdf(path)
+        # Eager: damaged data chunks fail here rather than in a later query, and the file is not
+        # held open while a new fit is saved over it.
+        with az.rc_context({"data.load": "eager"}):
+            idata = az.from_netcdf(path)
     except Exception as exc:  # netCDF/HDF5 raise many types for truncated or foreign files
         raise FitFileError(f"{path}: not a readable fit file (truncated or not netCDF: {exc.__class__.__name__})") from None
     attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
     if f"{ATTR}_spec" not in attrs or "constant_data" not in idata.groups():
         raise FitFileError(f"{path}: a netCDF file, but not a bayes-trial fit (no stored spec)")
     info = {k[len(ATTR) + 1:]: v for k, v in attrs.items() if k.startswith(f"{ATTR}_")}
-    spec = spec_from_json(info["spec"])
-    frame = idata.constant_data.to_dataframe().reset_index(drop=True)
-    levels = json.loads(info["levels"])
-    for col in frame.columns:
-        if col in levels:
-            frame[col] = pd.Categorical(frame[col], categories=levels[col], ordered=True)
-        elif frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col]):
-            frame[col] = frame[col].astype(str).astype(object)
-    prepared = model_mod.PreparedData(
-        data=frame, formula=info["formula_used"], family=info["family_used"], response=info["response"],
-        aggregated=bool(int(info["aggregated"])), notes=tuple(json.loads(info["notes"])),
-        dropped_factors=tuple(json.loads(info["dropped_factors"])),
-    )
+    try:
+        spec = spec_from_json(info["spec"])
+        frame = idata.constant_data.to_dataframe().reset_index(drop=True)
+        levels = json.loads(info["levels"])
+        for col in frame.columns:
+            if col in levels:
+                frame[col] = pd.Categorical(frame[col], categories=levels[col], ordered=True)
+            elif frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col]):
+                frame[col] = frame[col].astype(str).astype(object)
+        prepared = model_mod.PreparedData(
+            data=frame, formula=info["formula_used"], family=info["family_used"], response=info["response"],
+            aggregated=bool(int(info["aggregated"])), notes=tuple(json.loads(info["notes"])),
+            dropped_factors=tuple(json.loads(info["dropped_factors"])),
+        )
+    except KeyError as exc:
+        raise FitFileError(f"{path}: bayes-trial fit without its stored {exc.args[0]!r} (damaged, or written by another version)") from None
+    except (ValueError, TypeError, SpecError) as exc:  # JSONDecodeError is a ValueError
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise FitFileError(f"{path}: bayes-trial fit with damaged metadata ({reason})") from None
     return Fit(spec, prepared, idata, info)

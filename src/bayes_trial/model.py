@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError, SpecError
-from .spec import ModelSpec
+from .spec import ModelSpec, check_prior_for_term
 
 TRIALS = "n_trials"
 NO_CONSULTANT = "none"
 ID_COLUMNS = ("participant_id", "municipality", "consultant_id")
 FACTOR_COLUMNS = ("arm", "wave")
 _GROUP_TERM = re.compile(r"\(\s*([^()|]+?)\s*\|\s*([^()|]+?)\s*\)")
-_IDENTIFIER = re.compile(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_]*)(?!\s*\()")
+_IDENTIFIER = re.compile(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*[(=])")  # names, not functions or keywords
 
 
 @dataclass(frozen=True)
@@ -92,17 +92,17 @@ def _drop_uninformed_terms(formula: str, data: pd.DataFrame) -> tuple[str, list[
     return " ".join(formula.split()), notes, dropped
 
 
-def prepare(spec: ModelSpec, frame: pd.DataFrame) -> PreparedData:
-    """Model-ready data for `spec` from a validated survey or register table."""
-    columns = formula_columns(spec.formula)
-    missing = [c for c in [spec.outcome, *columns] if c not in frame.columns]
+def model_rows(spec: ModelSpec, frame: pd.DataFrame, columns: list[str],
+               carry: tuple[str, ...] = ()) -> tuple[pd.DataFrame, list[str]]:
+    """The outcome and `columns` of the complete rows, factors coded; `carry` columns ride along unchecked."""
+    missing = [c for c in [spec.outcome, *columns, *carry] if c not in frame.columns]
     if missing:
         raise DataError(
             f"model {spec.name!r}: formula names column(s) {', '.join(missing)} not in the {spec.table} data "
             f"(columns: {', '.join(map(str, frame.columns))})"
         )
     used = list(dict.fromkeys([spec.outcome, *columns]))
-    data = frame[used].copy()
+    data = frame[used + [c for c in carry if c not in used]].copy()
     notes = []
     if "consultant_id" in data:
         no_consultant = data["consultant_id"].isna() | (data["consultant_id"].astype(str).str.strip() == "")
@@ -110,7 +110,7 @@ def prepare(spec: ModelSpec, frame: pd.DataFrame) -> PreparedData:
             arm_of = frame.loc[no_consultant, "arm"].astype(str)
             data.loc[no_consultant, "consultant_id"] = NO_CONSULTANT + ":" + arm_of
             notes.append(f"{int(no_consultant.sum())} rows without a consultant share one '{NO_CONSULTANT}:ARM' level per arm")
-    incomplete = data.isna().any(axis=1)
+    incomplete = data[used].isna().any(axis=1)
     if incomplete.any():
         notes.append(f"{int(incomplete.sum())} rows with a missing value in {', '.join(used)} left out")
         data = data.loc[~incomplete]
@@ -119,10 +119,25 @@ def prepare(spec: ModelSpec, frame: pd.DataFrame) -> PreparedData:
     for col in ID_COLUMNS:
         if col in data:
             data[col] = data[col].astype(str).astype(object)
+    if "participant_id" in data:
+        # Stored fits carry the model-ready rows; pseudonyms keep real participant ids out of every file.
+        codes, _ = pd.factorize(data["participant_id"])
+        data["participant_id"] = pd.Series([f"p{code + 1:05d}" for code in codes], index=data.index, dtype=object)
     if "arm" in data:
         data["arm"] = pd.Categorical(data["arm"].astype(str), categories=arm_levels(frame["arm"], spec.control_arm), ordered=True)
     if "wave" in data:
         data["wave"] = pd.Categorical(data["wave"].astype(int), categories=sorted(data["wave"].astype(int).unique()), ordered=True)
+    return data, notes
+
+
+def prepare(spec: ModelSpec, frame: pd.DataFrame) -> PreparedData:
+    """Model-ready data for `spec` from a validated survey or register table."""
+    if spec.family == "hazard":
+        from .hazard import prepare as prepare_hazard
+
+        return prepare_hazard(spec, frame)
+    columns = formula_columns(spec.formula)
+    data, notes = model_rows(spec, frame, columns)
     data[spec.outcome] = _outcome_values(spec, data[spec.outcome])
 
     formula, dropped_notes, dropped = _drop_uninformed_terms(spec.formula, data)
@@ -176,21 +191,20 @@ def valid_prior_terms(model: bmb.Model) -> list[str]:
 
 def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
     """A built Bambi model (PyMC model in `model.backend.model`) with the spec's priors."""
+    for term, prior in spec.priors.items():
+        check_prior_for_term(term, prior, where=f"model {spec.name!r}")
     try:
-        model = bmb.Model(prepared.formula, prepared.data, family=prepared.family, center_predictors=False)
+        # Priors go in with the formula: Bambi 0.17 cannot auto-scale a default prior for a
+        # multi-column term (a spline) in a logit model, so such a term needs its prior up front.
+        model = bmb.Model(prepared.formula, prepared.data, family=prepared.family, center_predictors=False,
+                          priors={term: _bambi_prior(term, prior) for term, prior in spec.priors.items()})
     except Exception as exc:  # formulae raises many types for bad formulas
         raise SpecError(f"model {spec.name!r}: Bambi cannot use formula {prepared.formula!r}: {str(exc).splitlines()[0]}") from None
-    priors = {}
     valid = valid_prior_terms(model)
-    for term, prior in spec.priors.items():
-        if term in valid:
-            priors[term] = _bambi_prior(term, prior)
-        elif "|" in term and term.split("|", 1)[1].strip() in prepared.dropped_factors:
-            continue
-        else:
+    for term in spec.priors:
+        dropped = "|" in term and term.split("|", 1)[1].strip() in prepared.dropped_factors
+        if term not in valid and not dropped:
             raise SpecError(f"model {spec.name!r}: prior for unknown term {term!r}; valid terms: {', '.join(valid)}")
-    if priors:
-        model.set_priors(priors=priors)
     model.build()
     check_priors_reached(model, spec)
     return model

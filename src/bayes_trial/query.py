@@ -8,15 +8,22 @@ probability over the observed data, in percentage points: not a log-odds coeffic
 
 from __future__ import annotations
 
+import ast
 import math
+import operator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from .errors import SpecError
 from .fit import Fit
 from .model import TRIALS
 
 DEFAULT_INTERVAL = 0.9
+# Disclosure control: no observed figure is shown for fewer persons than this (never below the floor).
+MIN_CELL = 10
+MIN_CELL_FLOOR = 5
 
 
 def population(fit: Fit) -> pd.DataFrame:
@@ -31,9 +38,10 @@ def _weights(fit: Fit, frame: pd.DataFrame) -> np.ndarray:
     return frame[TRIALS].to_numpy(dtype=float) if fit.prepared.aggregated else np.ones(len(frame))
 
 
-def _expected_outcome(fit: Fit, frame: pd.DataFrame) -> np.ndarray:
+def _expected_outcome(fit: Fit, frame: pd.DataFrame, new_groups: bool = False) -> np.ndarray:
     """Posterior draws (chain*draw, rows) of each row's expected outcome on the outcome scale."""
-    predicted = fit.model.predict(fit.idata, kind="response_params", data=frame, inplace=False)
+    predicted = fit.model.predict(fit.idata, kind="response_params", data=frame, inplace=False,
+                                  sample_new_groups=new_groups)
     parent = fit.model.family.likelihood.parent
     values = predicted.posterior[parent]
     if fit.prepared.family == "cumulative":
@@ -49,16 +57,53 @@ def _levels_array(values, dim: str, levels: np.ndarray):
     return xr.DataArray(levels, dims=(dim,), coords={dim: values[dim]})
 
 
-def standardised_mean(fit: Fit, frame: pd.DataFrame | None = None, **assign) -> np.ndarray:
-    """Draws of the weighted mean expected outcome over `frame` with columns set to `assign` values."""
+def _counterfactual_copies(fit: Fit, frame: pd.DataFrame, assignments: list[dict]) -> pd.DataFrame:
+    """`frame` once per assignment of column values, stacked; new levels (a new town) join the categories."""
+    categories = {
+        column: list(dict.fromkeys([*fit.data[column].cat.categories, *(a[column] for a in assignments if column in a)]))
+        for column in {c for a in assignments for c in a} if isinstance(fit.data[column].dtype, pd.CategoricalDtype)
+    }
+    copies = []
+    for assign in assignments:
+        copy = frame.copy()
+        for column, value in assign.items():
+            copy[column] = (pd.Categorical([value] * len(copy), categories=categories[column], ordered=True)
+                            if column in categories else value)
+        copies.append(copy)
+    return pd.concat(copies, ignore_index=True)
+
+
+def standardised_means(fit: Fit, assignments: list[dict], frame: pd.DataFrame | None = None, *,
+                       new_groups: bool = False) -> list[np.ndarray]:
+    """Draws of the weighted mean expected outcome over `frame`, once per dict of column values.
+
+    All counterfactual copies go through one `predict` call: Bambi's per-call overhead (design
+    matrices, graph evaluation) dominates otherwise. With `new_groups`, levels unseen in the data
+    (e.g. municipality="new municipality") get effects drawn from the fitted group distributions.
+    """
     frame = population(fit) if frame is None else frame
-    frame = frame.copy()
-    for column, value in assign.items():
-        categories = fit.data[column].cat.categories
-        frame[column] = pd.Categorical([value] * len(frame), categories=categories, ordered=True)
-    draws = _expected_outcome(fit, frame)
+    draws = _expected_outcome(fit, _counterfactual_copies(fit, frame, assignments), new_groups=new_groups)
     weights = _weights(fit, frame)
-    return draws @ weights / weights.sum()
+    size = len(frame)
+    return [draws[:, i * size:(i + 1) * size] @ weights / weights.sum() for i in range(len(assignments))]
+
+
+def standardised_mean(fit: Fit, frame: pd.DataFrame | None = None, *, new_groups: bool = False, **assign) -> np.ndarray:
+    """Draws of the weighted mean expected outcome over `frame` with columns set to `assign` values."""
+    return standardised_means(fit, [assign], frame, new_groups=new_groups)[0]
+
+
+def observed_means(fit: Fit, by: list[str], min_cell: int = MIN_CELL) -> pd.DataFrame:
+    """Observed mean outcome and number of persons per group; groups under `min_cell` persons suppressed."""
+    data = fit.data
+    weights = data[TRIALS].astype(float) if fit.prepared.aggregated else pd.Series(1.0, index=data.index)
+    outcome = data[fit.spec.outcome].astype(float)
+    frame = pd.DataFrame({**{col: data[col] for col in by}, "total": outcome, "n": weights})
+    table = frame.groupby(by, observed=True)[["total", "n"]].sum().reset_index()
+    table["mean"] = table["total"] / table["n"] * scale_factor(fit)
+    table["n"] = table["n"].astype(int)
+    table.loc[table["n"] < min_cell, "mean"] = np.nan
+    return table.drop(columns="total")
 
 
 def scale_factor(fit: Fit) -> float:
@@ -87,7 +132,8 @@ def summarise_draws(draws: np.ndarray, interval: float = DEFAULT_INTERVAL) -> di
 def arm_means(fit: Fit, *, wave: int | None = None) -> dict[str, np.ndarray]:
     """Standardised outcome-scale mean of each arm (at `wave` for survey models)."""
     assign = {} if wave is None else {"wave": wave}
-    return {arm: standardised_mean(fit, arm=arm, **assign) for arm in arms(fit)}
+    names = arms(fit)
+    return dict(zip(names, standardised_means(fit, [{"arm": arm, **assign} for arm in names])))
 
 
 def effects(fit: Fit, interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
@@ -178,3 +224,149 @@ def format_table(table: pd.DataFrame, label: str, interval: float = DEFAULT_INTE
     if "wave" in columns:
         shown["wave"] = shown["wave"].map(lambda w: "" if pd.isna(w) else str(int(w)))
     return shown[columns].to_string(index=False)
+
+
+NEW_MUNICIPALITY = "new municipality"
+_COMPARISONS = {ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le}
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """A parsed query: a linear combination of arm means compared with a threshold on the outcome scale."""
+
+    text: str
+    weights: dict[str, float]
+    compare: str
+    threshold: float
+
+
+def _parse_threshold(text: str, expression: str) -> float:
+    cleaned = text.strip().lower().replace(" ", "")
+    factor = 0.01 if cleaned.endswith(("pp", "%")) else 1.0
+    number = cleaned.rstrip("p%")
+    try:
+        return float(number) * factor
+    except ValueError:
+        raise SpecError(f"query {expression!r}: threshold {text.strip()!r} is not a number "
+                        "(expected e.g. 0, 0.3, 2pp or 2%)") from None
+
+
+def parse_hypothesis(expression: str, arm_names: list[str]) -> Hypothesis:
+    """Parse "intensive - control > 0.02" (or "2pp") into arm weights, comparison and threshold.
+
+    Thresholds are on the outcome's natural scale: a probability for outflow (0.02, or 2pp / 2%),
+    score points for scales. The comparison may be omitted ("intensive - control" means "> 0").
+    """
+    lhs_text, compare, rhs_text = expression, ">", "0"
+    for symbol in (">=", "<=", ">", "<"):
+        if symbol in expression:
+            lhs_text, rhs_text = expression.split(symbol, 1)
+            compare = symbol
+            break
+    try:
+        tree = ast.parse(lhs_text.strip(), mode="eval").body
+    except SyntaxError:
+        raise SpecError(f"query {expression!r}: cannot read {lhs_text.strip()!r} "
+                        f"(expected arms combined with + and -, e.g. 'intensive - control > 0')") from None
+    weights: dict[str, float] = {}
+
+    def visit(node: ast.AST, sign: float) -> None:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+            visit(node.left, sign)
+            visit(node.right, sign if isinstance(node.op, ast.Add) else -sign)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            visit(node.operand, -sign if isinstance(node.op, ast.USub) else sign)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)) and isinstance(node.right, ast.Constant):
+            factor = float(node.right.value)
+            visit(node.left, sign * factor if isinstance(node.op, ast.Mult) else sign / factor)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and isinstance(node.left, ast.Constant):
+            visit(node.right, sign * float(node.left.value))
+        elif isinstance(node, ast.Name):
+            if node.id not in arm_names:
+                raise SpecError(f"query {expression!r}: unknown arm {node.id!r} (arms in this fit: {', '.join(arm_names)})")
+            weights[node.id] = weights.get(node.id, 0.0) + sign
+        else:
+            raise SpecError(f"query {expression!r}: only arm names, numbers, +, -, * and / are allowed "
+                            f"(arms in this fit: {', '.join(arm_names)})")
+
+    visit(tree, 1.0)
+    return Hypothesis(expression.strip(), weights, compare, _parse_threshold(rhs_text, expression))
+
+
+def _levels(values: pd.Series) -> list:
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return list(values.cat.categories)
+    return sorted(values.unique())
+
+
+def _check_level(fit: Fit, column: str, value) -> None:
+    if column not in fit.data:
+        raise SpecError(f"query: this fit has no {column!r} (its model uses {', '.join(map(str, fit.data.columns))})")
+    levels = _levels(fit.data[column])
+    if value not in levels:
+        raise SpecError(f"query: {column} {value!r} is not in this fit (expected one of: {', '.join(map(str, levels))})")
+
+
+def _contrast_draws(fit: Fit, hypothesis: Hypothesis, frame: pd.DataFrame, wave, new_groups: bool = False,
+                    **assign) -> np.ndarray:
+    extra = {} if wave is None else {"wave": wave}
+    means = standardised_means(fit, [{"arm": arm, **extra, **assign} for arm in hypothesis.weights], frame,
+                               new_groups=new_groups)
+    return sum(weight * mean for weight, mean in zip(hypothesis.weights.values(), means))
+
+
+def hypothesis(fit: Fit, expression: str, *, by: str | None = None, wave: int | None = None,
+               municipality: str | None = None, rope: tuple[float, float] | None = None,
+               interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
+    """Posterior of an arm contrast on the outcome scale, in the spirit of brms `hypothesis()`.
+
+    Returns one row per group of `by` ("municipality" or "wave"; per municipality the average is taken
+    over that town's participants and uses its fitted effects), plus a row for a new municipality
+    (effects drawn from the fitted town distribution) when `by="municipality"` or
+    `municipality="new"`. Columns: estimate mean, equal-tailed interval, P(hypothesis) and, with
+    `rope` (low, high on the natural outcome scale), P(inside ROPE). Reported in `unit`.
+    """
+    parsed = parse_hypothesis(expression, arms(fit))
+    if by not in (None, "municipality", "wave"):
+        raise SpecError(f"query: --by {by!r} is not supported (expected municipality or wave)")
+    if wave is not None:
+        _check_level(fit, "wave", wave)
+    base = population(fit)
+    has_waves = bool(waves(fit))
+    groups: list[tuple[dict, pd.DataFrame, dict, bool]] = []
+    if by == "wave":
+        if not has_waves:
+            raise SpecError("query: --by wave needs a model with survey waves")
+        groups = [({"wave": w}, base, {}, False) for w in waves(fit)]
+    elif by == "municipality" or municipality is not None:
+        towns = _levels(base["municipality"]) if by == "municipality" else [municipality]
+        for town in towns:
+            if town in ("new", NEW_MUNICIPALITY):
+                groups.append(({"municipality": NEW_MUNICIPALITY}, base, {"municipality": NEW_MUNICIPALITY}, True))
+            else:
+                _check_level(fit, "municipality", town)
+                groups.append(({"municipality": town}, base[base["municipality"] == town], {}, False))
+        if by == "municipality":
+            groups.append(({"municipality": NEW_MUNICIPALITY}, base, {"municipality": NEW_MUNICIPALITY}, True))
+    else:
+        groups = [({}, base, {}, False)]
+    waves_to_report = [wave] if wave is not None else (waves(fit)[-1:] if has_waves else [None])
+    scale = scale_factor(fit)
+    compare = _COMPARISONS[{">": ast.Gt, ">=": ast.GtE, "<": ast.Lt, "<=": ast.LtE}[parsed.compare]]
+    rows = []
+    for label, frame, assign, new_groups in groups:
+        for w in ([label["wave"]] if "wave" in label else waves_to_report):
+            draws = _contrast_draws(fit, parsed, frame, w, new_groups=new_groups, **assign)
+            summary = summarise_draws(draws * scale, interval)
+            row = {"hypothesis": parsed.text, **{k: v for k, v in label.items() if k != "wave"}, "wave": w,
+                   "unit": fit.spec.outcome_unit, "mean": summary["mean"], "lower": summary["lower"],
+                   "upper": summary["upper"], "interval": f"{interval:.0%} ETI",
+                   "p_hypothesis": float(np.mean(compare(draws, parsed.threshold)))}
+            if rope is not None:
+                low, high = sorted(rope)
+                row["p_rope"] = float(np.mean((draws >= low) & (draws <= high)))
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if not has_waves:
+        table = table.drop(columns="wave")
+    return table
