@@ -1,0 +1,68 @@
+"""Model-ready data and model building (no sampling)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_trial as bt
+from bayes_trial import model
+
+
+def test_binary_outflow_is_aggregated_into_cells_that_keep_every_person(small_sim):
+    prepared = model.prepare(bt.load_spec("outflow"), small_sim.register)
+    assert prepared.aggregated and prepared.family == "binomial"
+    assert prepared.formula.startswith("p(outflow_work, n_trials) ~")
+    assert prepared.data[model.TRIALS].sum() == len(small_sim.register)
+    assert prepared.data["outflow_work"].sum() == small_sim.register["outflow_work"].sum()
+    assert len(prepared.data) < len(small_sim.register) / 5
+
+
+def test_control_arm_is_the_reference_level(small_sim):
+    prepared = model.prepare(bt.load_spec("outflow"), small_sim.register)
+    assert list(prepared.data["arm"].cat.categories)[0] == "control"
+    built = model.build(bt.load_spec("outflow"), prepared)
+    assert "control" not in [str(level) for level in built.backend.model.coords["arm_dim"]]
+
+
+def test_a_single_town_drops_town_terms_with_a_note(small_sim):
+    one_town = small_sim.register[small_sim.register["municipality"] == "Oss"]
+    prepared = model.prepare(bt.load_spec("outflow"), one_town)
+    assert "(arm|municipality)" not in prepared.formula
+    assert any("municipality has one level" in note for note in prepared.notes)
+
+
+def test_arms_without_consultants_share_one_level_per_arm(small_sim):
+    prepared = model.prepare(bt.load_spec("outflow"), small_sim.register)
+    consultants = set(prepared.data["consultant_id"])
+    assert "none:exemption" in consultants
+    assert not any(c in ("", "nan", "None") for c in consultants)
+
+
+def test_participant_ids_are_pseudonymised(small_sim):
+    prepared = model.prepare(bt.load_spec("wellbeing"), small_sim.survey)
+    stored = set(prepared.data["participant_id"])
+    original = set(small_sim.survey["participant_id"].astype(str))
+    assert not stored & original
+    assert len(stored) == len(original)
+
+
+def test_a_formula_naming_a_missing_column_is_refused(small_sim):
+    spec = bt.load_spec("outflow")
+    spec = bt.spec.spec_from_dict({**spec.to_dict(), "formula": "outflow_work ~ arm + education"})
+    with pytest.raises(bt.DataError, match="education"):
+        model.prepare(spec, small_sim.register)
+
+
+def test_a_prior_for_an_unknown_term_lists_the_valid_terms(small_sim):
+    spec = bt.load_spec("outflow").with_priors({"armm": bt.parse_prior("Normal(0, 1)")})
+    prepared = model.prepare(spec, small_sim.register)
+    with pytest.raises(bt.SpecError, match="armm.*arm"):
+        model.build(spec, prepared)
+
+
+def test_user_priors_reach_the_pymc_graph(small_sim):
+    spec = bt.load_spec("outflow").with_priors({"arm": bt.parse_prior("Normal(0, 0.25)")})
+    table = model.pymc_priors(model.build(spec, model.prepare(spec, small_sim.register)), spec)
+    arm = table[table["term"] == "arm"].iloc[0]
+    assert arm["distribution"].lower() == "normal" and arm["set_by"] == "user"
+    assert np.isclose(pd.Series(arm["params"])["sigma"], 0.25)
