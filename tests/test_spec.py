@@ -16,9 +16,9 @@ def test_bundled_specs_load_and_round_trip_through_json(name):
     assert spec_from_json(spec.to_json()) == spec
 
 
-def test_bundled_specs_cover_the_four_families():
+def test_bundled_specs_cover_the_five_families():
     families = {load_spec(p).family for p in MODELS_DIR.glob("*.toml")}
-    assert families == {"gaussian", "bernoulli", "cumulative", "negativebinomial"}
+    assert families == {"gaussian", "bernoulli", "cumulative", "negativebinomial", "hazard"}
 
 
 @pytest.mark.parametrize("text, expected", [

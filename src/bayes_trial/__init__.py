@@ -8,19 +8,48 @@ Everything the `bayes-trial` command does is one import away::
     fit = bt.sample(bt.load_spec("outflow"), sim.register)
     bt.save(fit, "outflow.nc"); fit = bt.load("outflow.nc")
     bt.effects(fit)
+    bt.hypothesis(fit, "intensive - control > 2pp", by="municipality")
+    bt.diagnose.diagnose(fit).passed
+    bt.report.report([fit], "report/")
+
+Names are resolved on first use, so that `bayes-trial` answers bad input without importing PyMC.
 """
+
+from importlib import import_module
 
 from .data import data_hash, load_register, load_survey, read_table, validate_register, validate_survey
 from .errors import BayesTrialError, DataError, FitFileError, SpecError
-from .fit import Fit, load, refit, sample, save
-from .query import effects, variance_components, wave_effects
 from .simulate import Simulation, load_design, simulate, write_simulation
 from .spec import ModelSpec, Prior, load_spec, parse_prior
 
 __version__ = "0.1.0"
-__all__ = [
-    "BayesTrialError", "DataError", "Fit", "FitFileError", "ModelSpec", "Prior", "Simulation", "SpecError",
-    "data_hash", "effects", "load", "load_design", "load_register", "load_spec", "load_survey", "parse_prior",
-    "read_table", "refit", "sample", "save", "simulate", "validate_register", "validate_survey",
-    "variance_components", "wave_effects", "write_simulation",
-]
+
+# Loaded on first use (they import PyMC/ArviZ). Modules whose name is also a function
+# (diagnose, compare, report) are reached as modules: bt.diagnose.diagnose(fit).
+_API = {
+    "fit": ("Fit", "load", "refit", "sample", "save"),
+    "query": ("effects", "hypothesis", "variance_components", "wave_effects"),
+    "ppc": ("posterior_predictive",),
+    "priors": ("prior_check", "prior_table"),
+    "pooling": ("pool", "pool_counts", "pooling_summary"),
+    "published": ("published_oss_analysis",),
+    "workflow": ("load_workflow", "run"),
+}
+_OWNER = {name: module for module, names in _API.items() for name in names}
+_MODULES = {"batch", "compare", "data", "diagnose", "figures", "fit", "hazard", "model", "pooling", "power", "ppc",
+            "priors", "published", "query", "report", "simulate", "spec", "validate", "workflow"}
+
+__all__ = ["BayesTrialError", "DataError", "FitFileError", "ModelSpec", "Prior", "Simulation", "SpecError", "data_hash",
+           "load_design", "load_register", "load_spec", "load_survey", "parse_prior", "read_table", "simulate",
+           "validate_register", "validate_survey", "write_simulation", *sorted(_OWNER)]
+
+
+def __getattr__(name: str):
+    if name in _OWNER:
+        value = getattr(import_module(f".{_OWNER[name]}", __name__), name)
+    elif name in _MODULES:
+        value = import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'bayes_trial' has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -69,6 +69,11 @@ def print_estimands(fit) -> None:
     print(f"\n{fit.spec.name}: {fit.spec.description or fit.spec.outcome}")
     for note in fit.prepared.notes:
         print(f"  note: {note}")
+    if fit.spec.family == "hazard":
+        from .hazard import format_outflow
+
+        print(format_outflow(fit))
+        return
     print("\nArm effects against control (outcome scale, 90% equal-tailed intervals):")
     print(query.format_table(query.effects(fit), "contrast"))
     time_effects = query.wave_effects(fit)
@@ -100,12 +105,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def _parse_rope(text: str | None) -> tuple[float, float] | None:
     if text is None:
         return None
-    from .query import _parse_threshold
+    from .query import parse_threshold
 
     parts = text.split(",")
     if len(parts) != 2:
         raise BayesTrialError(f"--rope {text!r}: expected LOW,HIGH on the outcome scale, e.g. -0.02,0.02 or -2pp,2pp")
-    return tuple(sorted(_parse_threshold(part, f"--rope {text}") for part in parts))
+    return tuple(sorted(parse_threshold(part, f"--rope {text}") for part in parts))
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -115,20 +120,26 @@ def cmd_query(args: argparse.Namespace) -> int:
     fit = load(args.fit)
     diagnosis = diagnose.diagnose(fit)
     if args.strict and not diagnosis.passed:
-        raise BayesTrialError(f"{args.fit}: diagnostics FAIL ({'; '.join(diagnosis.messages)}); --strict refuses to answer")
+        raise BayesTrialError(f"{args.fit}: diagnostics FAIL ({'; '.join(diagnosis.failed)}); --strict refuses to answer")
+    if fit.spec.family == "hazard":
+        return _query_hazard(fit, args, diagnosis)
+    if args.month:
+        raise BayesTrialError(f"{args.fit}: --month needs a discrete-time hazard fit (this is a {fit.spec.family} model)")
+    if not args.expression:
+        raise BayesTrialError("query: give an EXPRESSION such as 'intensive - control > 0'")
     table = query.hypothesis(fit, args.expression, by=args.by, wave=args.wave, municipality=args.municipality,
                              rope=_parse_rope(args.rope), interval=args.interval)
     verdict = "PASS" if diagnosis.passed else "FAIL"
     if args.json:
         import json
 
-        print(json.dumps({"fit": str(args.fit), "diagnostics": verdict, "diagnostic_messages": list(diagnosis.messages),
+        print(json.dumps({"fit": str(args.fit), "diagnostics": verdict, "diagnostic_messages": list(diagnosis.failed),
                           "results": table.to_dict(orient="records")}, indent=2, default=str))
         return 0
     print(f"{fit.spec.name}: {args.expression}   [diagnostics {verdict}]")
     if not diagnosis.passed:
         print("WARNING: this fit FAILED its convergence diagnostics; do not rely on these numbers:")
-        for message in diagnosis.messages:
+        for message in diagnosis.failed:
             print(f"  - {message}")
     shown = table.copy()
     width = f"{args.interval:.0%}"
@@ -139,6 +150,167 @@ def cmd_query(args: argparse.Namespace) -> int:
             shown[column] = [f"{p:.3f}" for p in shown[column]]
     shown = shown.drop(columns=["hypothesis", "interval"]).rename(columns={"p_hypothesis": "P(hypothesis)", "p_rope": "P(in ROPE)"})
     print(shown.to_string(index=False))
+    return 0
+
+
+def _print_verdict(name: str, diagnosis) -> None:
+    print(f"{name}   [diagnostics {'PASS' if diagnosis.passed else 'FAIL'}]")
+    if not diagnosis.passed:
+        print("WARNING: this fit FAILED its convergence diagnostics; do not rely on these numbers:")
+        for message in diagnosis.failed:
+            print(f"  - {message}")
+
+
+def _query_hazard(fit, args: argparse.Namespace, diagnosis) -> int:
+    from . import hazard
+
+    months = args.month or [12, 16, 24]
+    curves = hazard.outflow_curves(fit, by=args.by, municipality=args.municipality)
+    if args.expression:
+        table = hazard.contrast_hypothesis(fit, args.expression, months, curves=curves, interval=args.interval)
+        if args.json:
+            import json
+
+            print(json.dumps({"fit": str(args.fit), "diagnostics": diagnosis.verdict.upper(),
+                              "results": table.to_dict(orient="records")}, indent=2, default=str))
+            return 0
+        _print_verdict(f"{fit.spec.name}: {args.expression}", diagnosis)
+        print(table.to_string(index=False))
+        return 0
+    if args.json:
+        import json
+
+        results = {name: function(fit, **({"months": months} if name != "median_time" else {}), curves=curves,
+                                  interval=args.interval).to_dict(orient="records")
+                   for name, function in (("cumulative_incidence", hazard.cumulative_incidence),
+                                          ("contrasts", hazard.contrasts_at), ("median_time", hazard.median_time))}
+        print(json.dumps({"fit": str(args.fit), "diagnostics": diagnosis.verdict.upper(), **results}, indent=2, default=str))
+        return 0
+    _print_verdict(fit.spec.name, diagnosis)
+    print(hazard.format_outflow(fit, months, by=args.by, municipality=args.municipality, interval=args.interval))
+    return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from . import diagnose
+    from .fit import load
+
+    fit = load(args.fit)
+    diagnosis = diagnose.diagnose(fit, with_sensitivity=args.sensitivity, worst=args.worst)
+    if args.json:
+        print(diagnosis.to_json())
+    else:
+        print(diagnosis.format())
+        if args.plots:
+            for path in diagnose.plot_diagnostics(fit, args.plots):
+                print(f"  figure: {path}")
+    return 0 if diagnosis.passed else 1
+
+
+def cmd_ppc(args: argparse.Namespace) -> int:
+    from . import ppc
+    from .fit import load
+
+    fit = load(args.fit)
+    predictive = ppc.posterior_predictive(fit, max_draws=args.draws)
+    for line in ppc.summarise(fit, predictive, min_cell=args.min_cell):
+        print(line)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ppc.test_statistics(fit, predictive, min_cell=args.min_cell).to_csv(out / "ppc_statistics.csv", index=False)
+    for path, summary in ppc.plot_ppc(fit, out, predictive, min_cell=args.min_cell):
+        print(f"  {path}: {summary}")
+    print(f"  {out / 'ppc_statistics.csv'}")
+    return 0
+
+
+def _spec_with_priors(args: argparse.Namespace):
+    from .spec import load_priors_file, load_spec, parse_prior_assignment
+
+    spec = load_spec(args.spec)
+    priors = load_priors_file(args.priors) if args.priors else {}
+    priors.update(dict(parse_prior_assignment(text) for text in args.prior))
+    return spec.with_priors(priors)
+
+
+def cmd_priors(args: argparse.Namespace) -> int:
+    from .priors import format_prior_table, prior_table
+
+    spec = _spec_with_priors(args)
+    frame = load_for_spec(spec, args.data) if args.data else None
+    print(format_prior_table(prior_table(spec, frame)))
+    if frame is None:
+        print("(Bambi's default priors are scaled to the data: give --data to see their values)")
+    return 0
+
+
+def cmd_prior_check(args: argparse.Namespace) -> int:
+    from .priors import format_prior_check, plot_prior_check, prior_check
+
+    spec = _spec_with_priors(args)
+    frame = load_for_spec(spec, args.data)
+    result = prior_check(spec, frame, draws=args.draws, seed=args.seed)
+    print(format_prior_check(result))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = out / f"prior_check_{spec.name}.csv"
+    result.summary.to_csv(table, index=False)
+    for path in [*plot_prior_check(result, out), table]:
+        print(f"  {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, format_comparison, load_fits, plot_compare
+
+    if len(args.fits) < 2:
+        raise BayesTrialError("compare needs at least two fit files")
+    comparison = compare(load_fits(args.fits), lomo=args.lomo, progress=not args.quiet,
+                         **{k: v for k, v in _sampler_settings(args).items() if v is not None})
+    print(format_comparison(comparison))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = {"estimands": comparison.estimands, "spec_diff": comparison.spec_diff, "loo": comparison.loo}
+    if comparison.lomo is not None:
+        tables["lomo"] = comparison.lomo
+    for name, table in tables.items():
+        table.reset_index(drop=table.index.name is None).to_csv(out / f"{name}.csv", index=False)
+        print(f"  {out / name}.csv")
+    for path in plot_compare(comparison, out):
+        print(f"  {path}")
+    return 0
+
+
+def cmd_pool(args: argparse.Namespace) -> int:
+    from .data import read_table
+    from .pooling import format_pooling_summary, plot_forest, pool, pool_counts, pooling_summary
+
+    table = read_table(args.file)
+    prior = "flat" if args.flat else {name: text for name, text in (item.split("=", 1) for item in args.prior)} or None
+    settings = {k: getattr(args, k) for k in ("draws", "tune", "chains", "seed")}
+    if {"estimate", "se"} <= set(table.columns):
+        idata = pool(table, prior=prior, unit=args.unit, **settings)
+    elif args.control_arm is None:
+        raise BayesTrialError(f"{args.file}: counts per arm need --control-arm (columns: {', '.join(map(str, table.columns))})")
+    else:
+        idata = pool_counts(table, args.control_arm, prior=prior, **settings)
+    summary = pooling_summary(idata, prob=args.prob)
+    print(format_pooling_summary(summary))
+    if args.plot:
+        for path in plot_forest(summary, args.plot):
+            print(f"  {path}")
+    return 0
+
+
+def cmd_published_oss(args: argparse.Namespace) -> int:
+    from .published import format_analysis, published_oss_analysis
+
+    result = published_oss_analysis(args.out, seed=args.seed)
+    print(format_analysis(result))
+    if args.out:
+        path = Path(args.out) / "published_oss.md"
+        path.write_text(result.to_markdown(), encoding="utf-8")
+        print(f"\nwritten: {path}")
     return 0
 
 
@@ -186,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("query", help="posterior probability of a hypothesis about arms, on the outcome scale")
     p.add_argument("fit", help="stored fit (.nc)")
-    p.add_argument("expression", help="e.g. 'intensive - control > 0' or 'self_direction - control > 2pp'")
+    p.add_argument("expression", nargs="?", help="e.g. 'intensive - control > 0' or 'self_direction - control > 2pp'")
+    p.add_argument("--month", type=int, action="append", default=[],
+                   help="hazard fits: month(s) to answer at (default 12, 16, 24)")
     p.add_argument("--by", choices=("municipality", "wave"), help="one answer per town (plus a new town) or per wave")
     p.add_argument("--wave", type=int, help="survey wave to answer at (default: the last)")
     p.add_argument("--municipality", help="one town, or 'new' for a town drawn from the fitted town distribution")
@@ -195,6 +369,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="refuse to answer from a fit that fails its diagnostics")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("diagnose", help="convergence diagnostics verdict (exit 0 pass, 1 fail)")
+    p.add_argument("fit", help="stored fit (.nc)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--plots", help="folder for rank, trace and energy plots of the worst parameters")
+    p.add_argument("--sensitivity", action="store_true", help="add power-scaling prior/likelihood sensitivity")
+    p.add_argument("--worst", type=int, default=5, help="how many worst parameters to name (default 5)")
+    p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("ppc", help="posterior predictive checks suited to the outcome's family")
+    p.add_argument("fit", help="stored fit (.nc)")
+    p.add_argument("--out", required=True, help="folder for figures and ppc_statistics.csv")
+    p.add_argument("--draws", type=int, default=1000, help="posterior draws used for predictions (default 1000)")
+    p.add_argument("--min-cell", type=int, default=10, dest="min_cell", help="suppress groups with fewer persons")
+    p.set_defaults(func=cmd_ppc)
+
+    for name, func, help_text in (("priors", cmd_priors, "every prior a spec uses, defaults included"),
+                                  ("prior-check", cmd_prior_check, "prior predictive check on the outcome scale")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("spec", help="model spec name or path")
+        p.add_argument("--data", required=name == "prior-check", help="data file or folder")
+        p.add_argument("--prior", action="append", default=[], metavar="TERM=DIST", help="override a prior")
+        p.add_argument("--priors", help="TOML file of priors")
+        if name == "prior-check":
+            p.add_argument("--out", required=True, help="folder for figures and the summary table")
+            p.add_argument("--draws", type=int, default=500, help="prior draws (default 500)")
+            p.add_argument("--seed", type=int, help="random seed")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("compare", help="compare fits: estimands, spec differences, PSIS-LOO, leave-one-town-out")
+    p.add_argument("fits", nargs="+", help="two or more stored fits (.nc)")
+    p.add_argument("--out", required=True, help="folder for tables and the overlay figure")
+    p.add_argument("--lomo", action="store_true", help="leave-one-municipality-out cross-validation (refits)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_sampler_options(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("pool", help="pool reported town effects (estimate, se) or counts per arm across towns")
+    p.add_argument("file", help="CSV with group, estimate, se  or  group, arm, n, events")
+    p.add_argument("--prior", action="append", default=[], metavar="PARAM=DIST", help="e.g. tau=HalfNormal(5)")
+    p.add_argument("--flat", action="store_true", help="flat priors (as in BDA's eight schools)")
+    p.add_argument("--control-arm", dest="control_arm", help="control arm label for counts per arm")
+    p.add_argument("--unit", default="", help="unit of the estimates, for printing")
+    p.add_argument("--prob", type=float, default=0.9, help="interval width (default 0.9)")
+    p.add_argument("--plot", help="path for the forest plot (PNG and SVG)")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument("--tune", type=int, default=1000)
+    p.add_argument("--chains", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_pool)
+
+    p = sub.add_parser("published-oss", help="Bayesian re-analysis of the printed Oss (and Nijmegen) numbers")
+    p.add_argument("--out", help="folder for tables, figures and published_oss.md")
+    p.add_argument("--seed", type=int, default=2024)
+    p.set_defaults(func=cmd_published_oss)
 
     p = sub.add_parser("report", help="HTML + Markdown report of one or more stored fits")
     p.add_argument("fits", nargs="+", help="stored fits (.nc)")

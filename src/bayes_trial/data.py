@@ -12,7 +12,8 @@ Two tables (see ``data/README.md`` for the user-facing contract):
 and return it normalised:
 
 * ``participant_id``, ``municipality``, ``arm``, ``consultant_id`` (and every other text value
-  that was checked) are ``object`` columns holding Python ``str``; an empty ``consultant_id``
+  that was checked) are ``object`` columns holding Python ``str`` (Unicode NFC, so that ids
+  typed with combining accents match); an empty ``consultant_id``
   is ``None`` (the only text column that may be empty);
 * ``wave`` is ``int64`` (0 = baseline t0, 1 = t1, 2 = t2, ...);
 * declared outcome columns are ``float64`` (``NaN`` = no answer);
@@ -35,6 +36,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -505,6 +507,7 @@ def _match_columns(
 
 
 def _to_text(series: pd.Series) -> list[str | None]:
+    """Stripped text in Unicode NFC form: 'Zoë' typed with a combining diaeresis is the same id."""
     out: list[str | None] = []
     for v in series.astype(object).tolist():
         if _is_missing(v):
@@ -523,7 +526,7 @@ def _to_text(series: pd.Series) -> list[str | None]:
             s = v.decode("utf-8", errors="replace").strip()
         else:
             s = str(v).strip()
-        out.append(s if s else None)
+        out.append(unicodedata.normalize("NFC", s) if s else None)
     return out
 
 

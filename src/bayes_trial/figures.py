@@ -21,7 +21,6 @@ from . import query  # noqa: E402
 from .fit import Fit  # noqa: E402
 
 ARM_COLOURS = ("#4d4d4d", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e")
-FORMATS = ("png", "svg")
 
 
 def arm_colours(arm_names: list[str]) -> dict[str, str]:
@@ -29,16 +28,25 @@ def arm_colours(arm_names: list[str]) -> dict[str, str]:
 
 
 def save_figure(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
-    """Write `fig` as NAME.png and NAME.svg in `out_dir`, close it, and return the paths."""
+    """Write `fig` as NAME.png and NAME.svg in `out_dir`, close it, and return the paths.
+
+    The SVG carries no date, so the same fit gives byte-identical figures.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fmt in FORMATS:
+    for fmt, options in (("png", {"dpi": 120}), ("svg", {"metadata": {"Date": None}})):
         path = out_dir / f"{name}.{fmt}"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        fig.savefig(path, bbox_inches="tight", **options)
         paths.append(path)
     plt.close(fig)
     return paths
+
+
+def save_figure_as(fig, path: str | os.PathLike) -> list[Path]:
+    """`save_figure` for a path: PATH.png and PATH.svg (a .png/.svg suffix on `path` is dropped)."""
+    path = Path(path)
+    return save_figure(fig, path.parent, path.stem if path.suffix.lower() in (".png", ".svg") else path.name)
 
 
 def _unit_label(fit: Fit) -> str:
@@ -88,13 +96,13 @@ def plot_contrast(fit: Fit, expression: str, *, wave: int | None = None, municip
     elif municipality is not None:
         frame = frame[frame["municipality"] == municipality]
     scale = query.scale_factor(fit)
-    draws = query._contrast_draws(fit, parsed, frame, chosen_wave, new_groups=new_groups, **assign) * scale
+    draws = query.contrast_draws(fit, parsed, frame, chosen_wave, new_groups=new_groups, **assign) * scale
     threshold = parsed.threshold * scale
     grid = np.linspace(*np.quantile(draws, [0.001, 0.999]), 400)
     density = _kde(draws, grid)
-    holds = {">": grid > threshold, ">=": grid >= threshold, "<": grid < threshold, "<=": grid <= threshold}[parsed.compare]
-    probability = {">": np.mean(draws > threshold), ">=": np.mean(draws >= threshold),
-                   "<": np.mean(draws < threshold), "<=": np.mean(draws <= threshold)}[parsed.compare]
+    compare = query.COMPARISONS[parsed.compare]
+    holds = compare(grid, threshold)
+    probability = np.mean(compare(draws, threshold))
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     ax.plot(grid, density, color="black")
     ax.fill_between(grid, density, where=holds, color="#1b9e77", alpha=0.4,

@@ -233,7 +233,7 @@ def pymc_priors(model: bmb.Model, spec: ModelSpec | None = None) -> pd.DataFrame
 
 _PYMC_PARAM_NAMES = {
     "NormalRV": ("mu", "sigma"), "HalfNormalRV": ("loc", "sigma"), "StudentTRV": ("nu", "mu", "sigma"),
-    "HalfStudentTRV": ("nu", "sigma"), "HalfCauchyRV": ("loc", "beta"), "CauchyRV": ("alpha", "beta"),
+    "HalfStudentTRV": ("nu", "sigma"), "HalfCauchyRV": ("beta",), "CauchyRV": ("alpha", "beta"),
     "ExponentialRV": ("scale",), "GammaRV": ("alpha", "scale"), "InvGammaRV": ("alpha", "beta"),
     "LogNormalRV": ("mu", "sigma"), "UniformRV": ("lower", "upper"), "BetaRV": ("alpha", "beta"),
     "LogisticRV": ("mu", "s"),

@@ -38,10 +38,36 @@ def _weights(fit: Fit, frame: pd.DataFrame) -> np.ndarray:
     return frame[TRIALS].to_numpy(dtype=float) if fit.prepared.aggregated else np.ones(len(frame))
 
 
+def _seed(fit: Fit) -> int:
+    return int(fit.spec.sampler.get("seed", 0))
+
+
+def _with_fresh_town_effects(fit: Fit):
+    """The posterior with every town-level effect replaced by a fresh draw from its fitted distribution.
+
+    Bambi predicts a new group by borrowing the draws of a randomly chosen existing group, which
+    with a handful of towns is just one of them again. A new town's effects should instead come
+    from Normal(0, SD) draw by draw; replacing the levels' draws with such draws makes whichever
+    level Bambi borrows a proper new-town draw. Rows of a new-town prediction belong to no existing
+    town, so the replaced draws are used for nothing else.
+    """
+    posterior = fit.idata.posterior.copy()
+    rng = np.random.default_rng(_seed(fit) + 1)
+    for name, values in fit.idata.posterior.data_vars.items():
+        if "|" in name and "municipality" in name.split("|", 1)[1] and not name.endswith("_sigma"):
+            standard = rng.standard_normal(values.shape)
+            posterior[name] = values.copy(data=standard) * fit.idata.posterior[f"{name}_sigma"]
+            posterior[name] = posterior[name].transpose(*values.dims)
+    idata = fit.idata.copy()
+    idata.posterior = posterior
+    return idata
+
+
 def _expected_outcome(fit: Fit, frame: pd.DataFrame, new_groups: bool = False) -> np.ndarray:
     """Posterior draws (chain*draw, rows) of each row's expected outcome on the outcome scale."""
-    predicted = fit.model.predict(fit.idata, kind="response_params", data=frame, inplace=False,
-                                  sample_new_groups=new_groups)
+    idata = _with_fresh_town_effects(fit) if new_groups else fit.idata
+    predicted = fit.model.predict(idata, kind="response_params", data=frame, inplace=False,
+                                  sample_new_groups=new_groups, random_seed=_seed(fit))
     parent = fit.model.family.likelihood.parent
     values = predicted.posterior[parent]
     if fit.prepared.family == "cumulative":
@@ -227,7 +253,7 @@ def format_table(table: pd.DataFrame, label: str, interval: float = DEFAULT_INTE
 
 
 NEW_MUNICIPALITY = "new municipality"
-_COMPARISONS = {ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le}
+COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
 @dataclass(frozen=True)
@@ -240,7 +266,7 @@ class Hypothesis:
     threshold: float
 
 
-def _parse_threshold(text: str, expression: str) -> float:
+def parse_threshold(text: str, expression: str) -> float:
     cleaned = text.strip().lower().replace(" ", "")
     factor = 0.01 if cleaned.endswith(("pp", "%")) else 1.0
     number = cleaned.rstrip("p%")
@@ -290,7 +316,7 @@ def parse_hypothesis(expression: str, arm_names: list[str]) -> Hypothesis:
                             f"(arms in this fit: {', '.join(arm_names)})")
 
     visit(tree, 1.0)
-    return Hypothesis(expression.strip(), weights, compare, _parse_threshold(rhs_text, expression))
+    return Hypothesis(expression.strip(), weights, compare, parse_threshold(rhs_text, expression))
 
 
 def _levels(values: pd.Series) -> list:
@@ -307,7 +333,7 @@ def _check_level(fit: Fit, column: str, value) -> None:
         raise SpecError(f"query: {column} {value!r} is not in this fit (expected one of: {', '.join(map(str, levels))})")
 
 
-def _contrast_draws(fit: Fit, hypothesis: Hypothesis, frame: pd.DataFrame, wave, new_groups: bool = False,
+def contrast_draws(fit: Fit, hypothesis: Hypothesis, frame: pd.DataFrame, wave, new_groups: bool = False,
                     **assign) -> np.ndarray:
     extra = {} if wave is None else {"wave": wave}
     means = standardised_means(fit, [{"arm": arm, **extra, **assign} for arm in hypothesis.weights], frame,
@@ -352,11 +378,11 @@ def hypothesis(fit: Fit, expression: str, *, by: str | None = None, wave: int | 
         groups = [({}, base, {}, False)]
     waves_to_report = [wave] if wave is not None else (waves(fit)[-1:] if has_waves else [None])
     scale = scale_factor(fit)
-    compare = _COMPARISONS[{">": ast.Gt, ">=": ast.GtE, "<": ast.Lt, "<=": ast.LtE}[parsed.compare]]
+    compare = COMPARISONS[parsed.compare]
     rows = []
     for label, frame, assign, new_groups in groups:
         for w in ([label["wave"]] if "wave" in label else waves_to_report):
-            draws = _contrast_draws(fit, parsed, frame, w, new_groups=new_groups, **assign)
+            draws = contrast_draws(fit, parsed, frame, w, new_groups=new_groups, **assign)
             summary = summarise_draws(draws * scale, interval)
             row = {"hypothesis": parsed.text, **{k: v for k, v in label.items() if k != "wave"}, "wave": w,
                    "unit": fit.spec.outcome_unit, "mean": summary["mean"], "lower": summary["lower"],

@@ -71,23 +71,8 @@ def _estimand_table(table: pd.DataFrame) -> pd.DataFrame:
     return shown[keep].rename(columns={"p_gt_0": "P(effect > 0)", "p_hypothesis": "P(hypothesis)", "p_rope": "P(in ROPE)"})
 
 
-def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None, min_cell: int = query.MIN_CELL,
-               diagnosis: diagnose_mod.Diagnosis | None = None) -> list[Block]:
-    """The report section of one fit."""
-    diagnosis = diagnosis or diagnose_mod.diagnose(fit)
-    name = fit.spec.name
-    blocks = [Block("h2", f"{name}: {fit.spec.description or fit.spec.outcome}")]
-    blocks.append(Block("verdict", f"Diagnostics {'PASS' if diagnosis.passed else 'FAIL'}: {name}",
-                        passed=diagnosis.passed, items=list(diagnosis.messages)))
-    blocks.append(Block("h3", "Model"))
-    blocks.append(Block("pre", f"formula: {fit.prepared.formula}\nfamily: {fit.prepared.family}\n"
-                               f"control arm: {fit.spec.control_arm}\nsampler: {fit.info.get('sampler', '')}"))
-    blocks += [Block("p", note) for note in fit.prepared.notes]
-    priors = pymc_priors(fit.model, fit.spec)
-    blocks.append(Block("table", "Priors as they reached the PyMC model", table=priors))
-    blocks.append(Block("h3", "Data (observed; cells under %d persons suppressed)" % min_cell))
-    blocks.append(Block("table", "", table=_readable(data_summary(fit, min_cell))))
-    blocks.append(Block("h3", "Effects on the outcome scale"))
+def _effect_blocks(fit: Fit, figure_dir: Path, queries: list[dict] | None, min_cell: int) -> list[Block]:
+    blocks = [Block("h3", "Effects on the outcome scale")]
     blocks.append(Block("table", "Each arm against control (g-computation over the observed participants)",
                         table=_readable(_estimand_table(query.effects(fit)))))
     wave_effects = query.wave_effects(fit)
@@ -105,11 +90,54 @@ def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None,
     expressions = [q["expression"] for q in queries or [] if not q.get("by")] or None
     for fig_name, paths in figures_mod.report_figures(fit, figure_dir, expressions, min_cell=min_cell).items():
         blocks.append(Block("figure", fig_name.replace("_", " "), path=paths[0]))
+    return blocks
+
+
+def _hazard_blocks(fit: Fit, figure_dir: Path, min_cell: int) -> list[Block]:
+    from . import hazard
+
+    curves = hazard.outflow_curves(fit)
+    blocks = [Block("h3", "Outflow to work over time"),
+              Block("table", "Percentage who left for work by month, per arm",
+                    table=_readable(_estimand_table(hazard.cumulative_incidence(fit, [12, 16, 24], curves=curves)))),
+              Block("table", "Each arm against control, percentage points by month",
+                    table=_readable(_estimand_table(hazard.contrasts_at(fit, [12, 16, 24], curves=curves)))),
+              Block("table", "Months until half have left (inf: not reached within follow-up)",
+                    table=_readable(hazard.median_time(fit, curves=curves))),
+              Block("table", "Group-level standard deviations (link scale)", table=_readable(query.variance_components(fit))),
+              Block("h3", "Figures")]
+    for name, figure in ((f"{fit.spec.name}_curves", hazard.plot_cumulative_incidence(fit, min_cell=min_cell)),
+                         (f"{fit.spec.name}_contrast_over_time", hazard.plot_outflow_contrast(fit))):
+        blocks.append(Block("figure", name.replace("_", " "), path=figures_mod.save_figure(figure, figure_dir, name)[0]))
+    return blocks
+
+
+def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None, min_cell: int = query.MIN_CELL,
+               diagnosis: diagnose_mod.Diagnosis | None = None) -> list[Block]:
+    """The report section of one fit."""
+    diagnosis = diagnosis or diagnose_mod.diagnose(fit, with_sensitivity=True)
+    name = fit.spec.name
+    blocks = [Block("h2", f"{name}: {fit.spec.description or fit.spec.outcome}")]
+    blocks.append(Block("verdict", f"Diagnostics {'PASS' if diagnosis.passed else 'FAIL'}: {name}",
+                        passed=diagnosis.passed, items=list(diagnosis.failed)))
+    blocks.append(Block("h3", "Model"))
+    blocks.append(Block("pre", f"formula: {fit.prepared.formula}\nfamily: {fit.prepared.family}\n"
+                               f"control arm: {fit.spec.control_arm}\nsampler: {fit.info.get('sampler', '')}"))
+    blocks += [Block("p", note) for note in fit.prepared.notes]
+    priors = pymc_priors(fit.model, fit.spec)
+    blocks.append(Block("table", "Priors as they reached the PyMC model", table=priors))
+    blocks.append(Block("h3", "Data (observed; cells under %d persons suppressed)" % min_cell))
+    blocks.append(Block("table", "", table=_readable(data_summary(fit, min_cell))))
+    blocks += (_hazard_blocks(fit, figure_dir, min_cell) if fit.spec.family == "hazard"
+               else _effect_blocks(fit, figure_dir, queries, min_cell))
     blocks.append(Block("h3", "Posterior predictive checks"))
     for path, summary in ppc_mod.plot_ppc(fit, figure_dir, min_cell=min_cell):
         blocks.append(Block("figure", summary, path=path))
     blocks.append(Block("h3", "Convergence diagnostics"))
     blocks.append(Block("pre", diagnosis.format()))
+    if diagnosis.sensitivity is not None and not diagnosis.sensitivity.empty:
+        blocks.append(Block("table", "Power-scaling sensitivity to prior and likelihood (psens; >= 0.05 is sensitive)",
+                            table=_readable(diagnosis.sensitivity)))
     for path in diagnose_mod.plot_diagnostics(fit, figure_dir):
         if path.suffix == ".png":
             blocks.append(Block("figure", path.stem.replace("_", " "), path=path))
@@ -124,11 +152,11 @@ def report_blocks(fits: list[Fit], figure_dir: Path, *, title: str = "bayes-tria
                   extra: list[Block] | None = None) -> list[Block]:
     """A whole report: title, every fit's verdict on the first screen, then one section per fit."""
     check_min_cell(min_cell)
-    diagnoses = {fit.spec.name: diagnose_mod.diagnose(fit) for fit in fits}
+    diagnoses = {fit.spec.name: diagnose_mod.diagnose(fit, with_sensitivity=True) for fit in fits}
     blocks = [Block("h1", title)]
     for name, diagnosis in diagnoses.items():
         blocks.append(Block("verdict", f"{name}: diagnostics {'PASS' if diagnosis.passed else 'FAIL'}",
-                            passed=diagnosis.passed, items=list(diagnosis.messages)))
+                            passed=diagnosis.passed, items=list(diagnosis.failed)))
     for fit in fits:
         blocks += fit_blocks(fit, figure_dir, queries=(queries or {}).get(fit.spec.name), min_cell=min_cell,
                              diagnosis=diagnoses[fit.spec.name])

@@ -18,6 +18,13 @@ The data-generating process mirrors the model formulas term by term:
 ``age`` and ``stock`` are covariates in the data only: they do not enter any linear predictor
 (only the timing of outflow within the follow-up depends on ``stock``).
 
+With an ``[outflow.hazard]`` table instead of ``outflow.probability``, outflow comes from a
+discrete-time hazard with non-informative censoring at ``months_followed``: logit h(m) = logit of
+the falling ``timing`` hazard (stock or inflow) + an arm effect that changes linearly from the
+first to the last month of follow-up + town, town-by-arm and consultant effects. The truth then
+holds each arm's cumulative outflow curve, averaged over all simulated persons (their own town,
+consultant and stock), which is what a hazard model's g-computation estimates.
+
 All randomness comes from ``numpy.random.default_rng(seed)`` (and generators spawned from it),
 so the same design and seed give identical frames and truth.
 """
@@ -304,17 +311,29 @@ def validate_design(design: dict, source: str | None = None, default_name: str |
 
     # outflow ----------------------------------------------------------------------------
     of_raw = c.table(design["outflow"], "outflow",
-                     {"probability", "town_sd", "town_arm_sd", "consultant_sd", "timing"},
-                     required=("probability",))
-    prob_raw = c.table(of_raw["probability"], "outflow.probability", set(arms), required=tuple(arms))
+                     {"probability", "town_sd", "town_arm_sd", "consultant_sd", "timing", "hazard"},
+                     required=() if "hazard" in design["outflow"] else ("probability",))
     outflow = {
-        "probability": {a: c.number(prob_raw[a], f"outflow.probability.{a}", lo=0, hi=1, lo_open=True,
-                                    hi_open=True, what="a probability strictly between 0 and 1")
-                        for a in arms},
         "town_sd": c.sd(of_raw.get("town_sd", 0.0), "outflow.town_sd"),
         "town_arm_sd": c.sd(of_raw.get("town_arm_sd", 0.0), "outflow.town_arm_sd"),
         "consultant_sd": c.sd(of_raw.get("consultant_sd", 0.0), "outflow.consultant_sd"),
     }
+    if "hazard" in of_raw:
+        if "probability" in of_raw:
+            c.fail("outflow.probability", "no probability with outflow.hazard (the hazard sets outflow)",
+                   None, show_value=False)
+        hz = c.table(of_raw["hazard"], "outflow.hazard", {"arm_effects"}, required=("arm_effects",))
+        effects_raw = c.table(hz["arm_effects"], "outflow.hazard.arm_effects", set(treat))
+        outflow["hazard"] = {"arm_effects": {
+            a: c.num_list(effects_raw.get(a, [0.0, 0.0]), f"outflow.hazard.arm_effects.{a}", 2,
+                          per="effects on the logit monthly hazard in the first and last month of follow-up")
+            for a in treat}}
+    else:
+        prob_raw = c.table(of_raw["probability"], "outflow.probability", set(arms), required=tuple(arms))
+        outflow["probability"] = {
+            a: c.number(prob_raw[a], f"outflow.probability.{a}", lo=0, hi=1, lo_open=True, hi_open=True,
+                        what="a probability strictly between 0 and 1")
+            for a in arms}
     timing = dict(_DEFAULT_TIMING)
     timing.update(c.table(of_raw.get("timing", {}), "outflow.timing", set(_DEFAULT_TIMING)))
     for k in ("stock_hazard", "inflow_hazard"):
@@ -472,6 +491,63 @@ def _consultant_effect(effects: np.ndarray, consultant_index: np.ndarray) -> np.
     return np.append(effects, 0.0)[consultant_index]
 
 
+def _baseline_hazards(timing: dict, months: np.ndarray) -> np.ndarray:
+    """Monthly hazards h0 * decay**(m-1), row 0 for inflow, row 1 for stock (index by ``stock``)."""
+    return np.minimum(np.stack([timing[f"{group}_hazard"] * timing[f"{group}_decay"] ** (months - 1)
+                                for group in ("inflow", "stock")]), 1.0)
+
+
+def _months_given_outflow(timing: dict, outflow_work: np.ndarray, stock: np.ndarray, followed: np.ndarray,
+                          rs: np.random.Generator) -> np.ndarray:
+    """Month of outflow, given outflow within the person's follow-up: falling monthly hazard
+    h(m) = h0 * decay**(m-1); long spells (stock) leave later / more evenly than new inflow."""
+    months_to = np.full(outflow_work.size, np.nan)
+    leavers = np.flatnonzero(outflow_work == 1)
+    if leavers.size:
+        m = np.arange(1, int(followed.max()) + 1)
+        h = _baseline_hazards(timing, m)
+        pmf = h * np.concatenate([np.ones((2, 1)), np.cumprod(1.0 - h, axis=1)[:, :-1]], axis=1)
+        f = pmf[stock[leavers]]
+        f = np.where(m[None, :] <= followed[leavers, None], f, 0.0)
+        cdf = np.cumsum(f, axis=1)
+        cdf /= cdf[:, -1:]
+        u = rs.random(leavers.size)
+        month = 1 + (cdf < u[:, None]).sum(axis=1)
+        months_to[leavers] = np.minimum(month, followed[leavers]).astype(float)
+    return months_to
+
+
+def _hazard_outflow(hazard: dict, timing: dict, arms: list[str], arm_idx: np.ndarray, stock: np.ndarray,
+                    followed: np.ndarray, person_effect: np.ndarray, town_arm_effect: np.ndarray,
+                    rs: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Outflow month by month from a discrete-time hazard, censored at ``followed``.
+
+    ``town_arm_effect`` is (persons, arms): each person's town-by-arm effect for every arm, so
+    that the true curves can give every person each arm in turn.
+    """
+    months = np.arange(1, int(followed.max()) + 1)
+    base = np.clip(_baseline_hazards(timing, months), 1e-12, 1 - 1e-12)
+    base_logit = np.log(base / (1 - base))[stock]
+    arm_eff = np.zeros((len(arms), months.size))
+    for ai, arm in enumerate(arms[1:], start=1):
+        first, last = hazard["arm_effects"][arm]
+        arm_eff[ai] = first + (last - first) * (months - 1) / max(months.size - 1, 1)
+
+    def hazards(arm_of_person: np.ndarray) -> np.ndarray:
+        rows = np.arange(arm_of_person.size)
+        return _expit(base_logit + arm_eff[arm_of_person] + person_effect[:, None]
+                      + town_arm_effect[rows, arm_of_person][:, None])
+
+    leave = (rs.random((arm_idx.size, months.size)) < hazards(arm_idx)) & (months[None, :] <= followed[:, None])
+    outflow_work = leave.any(axis=1).astype(np.int64)
+    months_to = np.where(outflow_work == 1, leave.argmax(axis=1) + 1.0, np.nan)
+    curves = {arm: (1 - np.cumprod(1 - hazards(np.full(arm_idx.size, ai)), axis=1)).mean(axis=0).tolist()
+              for ai, arm in enumerate(arms)}
+    truth = {"arm_effects": {a: list(v) for a, v in hazard["arm_effects"].items()},
+             "months": months.tolist(), "cumulative_incidence": curves}
+    return outflow_work, months_to, truth
+
+
 def simulate(design: dict, seed: int) -> Simulation:
     """Draw one data set from a design (as returned by :func:`load_design`, or a raw design dict)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -555,37 +631,21 @@ def simulate(design: dict, seed: int) -> Simulation:
 
     # ---- outflow to work ----------------------------------------------------------------
     of = d["outflow"]
-    log_odds = np.array([_logit(of["probability"][a]) for a in arms])
     town_int = rs_outflow.normal(0.0, of["town_sd"], T)
     town_arm = rs_outflow.normal(0.0, of["town_arm_sd"], (T, A))
     town_arm[:, 0] = 0.0
     cons_eff = rs_outflow.normal(0.0, of["consultant_sd"], C)
-    eta = (log_odds[arm_idx] + town_int[town_idx] + town_arm[town_idx, arm_idx]
-           + _consultant_effect(cons_eff, cons_idx))
-    outflow_work = (rs_outflow.random(n) < _expit(eta)).astype(np.int64)
-
-    # month of outflow, given outflow within the person's follow-up: falling monthly hazard
-    # h(m) = h0 * decay**(m-1); long spells (stock) leave later / more evenly than new inflow.
-    tm = d["outflow"]["timing"]
-    months_to = np.full(n, np.nan)
-    leavers = np.flatnonzero(outflow_work == 1)
-    if leavers.size:
-        fmax = int(followed.max())
-        m = np.arange(1, fmax + 1)
-        h_stock = np.minimum(tm["stock_hazard"] * tm["stock_decay"] ** (m - 1), 1.0)
-        h_inflow = np.minimum(tm["inflow_hazard"] * tm["inflow_decay"] ** (m - 1), 1.0)
-
-        def pmf(h):
-            surv = np.concatenate([[1.0], np.cumprod(1.0 - h)[:-1]])
-            return h * surv
-
-        f = np.where(stock[leavers, None] == 1, pmf(h_stock)[None, :], pmf(h_inflow)[None, :])
-        f = np.where(m[None, :] <= followed[leavers, None], f, 0.0)
-        cdf = np.cumsum(f, axis=1)
-        cdf /= cdf[:, -1:]
-        u = rs_timing.random(leavers.size)
-        month = 1 + (cdf < u[:, None]).sum(axis=1)
-        months_to[leavers] = np.minimum(month, followed[leavers]).astype(float)
+    person_effect = town_int[town_idx] + _consultant_effect(cons_eff, cons_idx)
+    hazard_truth = None
+    if "hazard" in of:
+        outflow_work, months_to, hazard_truth = _hazard_outflow(
+            of["hazard"], of["timing"], arms, arm_idx, stock, followed, person_effect, town_arm[town_idx],
+            rs_timing)
+    else:
+        log_odds = np.array([_logit(of["probability"][a]) for a in arms])
+        eta = log_odds[arm_idx] + person_effect + town_arm[town_idx, arm_idx]
+        outflow_work = (rs_outflow.random(n) < _expit(eta)).astype(np.int64)
+        months_to = _months_given_outflow(of["timing"], outflow_work, stock, followed, rs_timing)
 
     # ---- response ------------------------------------------------------------------------
     rates = np.array([d["response"][a] for a in arms])  # (A, W)
@@ -656,9 +716,11 @@ def simulate(design: dict, seed: int) -> Simulation:
         "n_randomised": n_randomised,
         "n_consultants": n_consultants,
         "outflow": {
-            "probability": {a: float(of["probability"][a]) for a in arms},
-            "log_odds": {a: float(log_odds[i]) for i, a in enumerate(arms)},
-            "log_odds_ratio": {a: float(log_odds[i] - log_odds[0]) for i, a in enumerate(arms) if i > 0},
+            **({"hazard": hazard_truth} if hazard_truth else {
+                "probability": {a: float(of["probability"][a]) for a in arms},
+                "log_odds": {a: float(log_odds[i]) for i, a in enumerate(arms)},
+                "log_odds_ratio": {a: float(log_odds[i] - log_odds[0]) for i, a in enumerate(arms) if i > 0},
+            }),
             "town_sd": of["town_sd"],
             "town_arm_sd": of["town_arm_sd"],
             "consultant_sd": of["consultant_sd"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 from .errors import SpecError
 from .paths import MODELS_DIR, resolve_bundled
 
-FAMILIES = ("gaussian", "bernoulli", "cumulative", "negativebinomial")
+FAMILIES = ("gaussian", "bernoulli", "cumulative", "negativebinomial", "hazard")
 TABLES = ("survey", "register")
 SAMPLERS = ("nutpie", "pymc")
 
@@ -45,6 +46,8 @@ POSITIVE_PARAMS = {"sigma", "beta", "lam", "alpha", "nu", "s"}
 POSITIVE_DISTRIBUTIONS = {
     "HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamma", "InverseGamma", "LogNormal",
 }
+# Parameters that are standard deviations or dispersions: every group term `expr|factor` and these.
+POSITIVE_TERMS = {"sigma", "alpha"}
 SAMPLER_DEFAULTS = {"sampler": "nutpie", "draws": 1000, "tune": 1000, "chains": 4, "target_accept": 0.9, "seed": 2024}
 
 
@@ -56,8 +59,14 @@ class Prior:
     params: dict[str, float]
 
     def __str__(self) -> str:
-        args = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
+        args = ", ".join(f"{k}={_number_text(v)}" for k, v in self.params.items())
         return f"{self.dist}({args})"
+
+
+def _number_text(value: float) -> str:
+    """The shortest text that reads back as the same number: a stored spec must refit identically."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 @dataclass(frozen=True)
@@ -117,11 +126,16 @@ def parse_prior(text: str | dict, where: str = "prior") -> Prior:
         call = ast.parse(f"f({args})", mode="eval").body
         positional = [ast.literal_eval(a) for a in call.args]
         keywords = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
-    except (SyntaxError, ValueError) as exc:
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError) as exc:
         raise SpecError(f"{where}: cannot read the parameters of prior {text!r} ({exc.__class__.__name__})") from None
     names = DISTRIBUTIONS[dist]
+    if None in keywords:  # f(**{...})
+        raise SpecError(f"{where}: cannot read the parameters of prior {text!r}; write them as NAME=VALUE")
     if len(positional) > len(names):
         raise SpecError(f"{where}: {dist} takes ({', '.join(names)}); got {len(positional)} values in {text!r}")
+    twice = [name for name in names[:len(positional)] if name in keywords]
+    if twice:
+        raise SpecError(f"{where}: {dist} parameter {twice[0]} is given twice in {text!r}")
     params = dict(zip(names, positional)) | keywords
     return _check_prior(dist, params, where)
 
@@ -139,12 +153,36 @@ def _check_prior(dist: str, params: dict[str, Any], where: str) -> Prior:
     for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise SpecError(f"{where}: {dist} parameter {key} must be a number, got {value!r}")
-        if key in POSITIVE_PARAMS and not value > 0:
+        try:
+            number = float(value)
+        except OverflowError:  # an integer with hundreds of digits
+            number = math.inf
+        if not math.isfinite(number):
+            raise SpecError(f"{where}: {dist} parameter {key} must be a finite number, got {value!r:.40}")
+        # Cauchy's alpha is its location, not a scale.
+        if key in POSITIVE_PARAMS and (dist, key) != ("Cauchy", "alpha") and not number > 0:
             raise SpecError(f"{where}: {dist} parameter {key} must be > 0, got {value!r}")
-        values[key] = float(value)
+        values[key] = number
     if dist == "Uniform" and not values["lower"] < values["upper"]:
         raise SpecError(f"{where}: Uniform needs lower < upper, got {values['lower']:g}, {values['upper']:g}")
     return Prior(dist, values)
+
+
+def check_prior_for_term(term: str, prior: Prior, where: str = "prior") -> None:
+    """Refuse priors that PyMC would accept but that cannot be sampled for this kind of term.
+
+    A standard deviation with a prior that puts mass below zero, or ordinal thresholds under one
+    shared distribution (they must stay ordered), give a model whose log density is -inf at the
+    start: the sampler would fail without saying why.
+    """
+    if term == "threshold":
+        raise SpecError(f"{where}: the ordinal thresholds keep Bambi's default prior (normal around evenly spaced "
+                        f"cut-points, kept in order); a single {prior.dist} prior cannot keep them ordered")
+    positive = prior.dist in POSITIVE_DISTRIBUTIONS or prior.dist == "Beta" or (
+        prior.dist == "Uniform" and prior.params["lower"] >= 0)
+    if ("|" in term or term in POSITIVE_TERMS) and not positive:
+        raise SpecError(f"{where}: {term!r} is a standard deviation or dispersion, so its prior must be positive; "
+                        f"got {prior}; valid: {', '.join(sorted(POSITIVE_DISTRIBUTIONS))}, Beta, Uniform(lower >= 0)")
 
 
 def parse_prior_assignment(text: str) -> tuple[str, Prior]:
@@ -167,7 +205,8 @@ def _check_sampler(settings: dict[str, Any], where: str) -> dict[str, Any]:
             raise SpecError(f"{where}: sampler {key} must be a positive integer, got {out[key]!r}")
     if not isinstance(out["seed"], int) or isinstance(out["seed"], bool) or out["seed"] < 0:
         raise SpecError(f"{where}: sampler seed must be a non-negative integer, got {out['seed']!r}")
-    if not 0.5 <= float(out["target_accept"]) < 1:
+    target = out["target_accept"]
+    if isinstance(target, bool) or not isinstance(target, int | float) or not 0.5 <= target < 1:
         raise SpecError(f"{where}: target_accept must be in [0.5, 1), got {out['target_accept']!r}")
     return out
 
@@ -190,8 +229,15 @@ def spec_from_dict(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
     lhs = raw["formula"].split("~", 1)[0].strip()
     if lhs != raw["outcome"]:
         raise SpecError(f"{where}: formula's left side {lhs!r} differs from outcome {raw['outcome']!r}")
-    bounds = tuple(raw.get("bounds", (None, None)))
-    if len(bounds) != 2 or any(b is not None and not isinstance(b, int | float) for b in bounds):
+    for key in ("control_arm", "description", "unit"):
+        if not isinstance(raw.get(key, ""), str):
+            raise SpecError(f"{where}: '{key}' must be text, got {raw[key]!r}")
+    if not isinstance(raw.get("aggregate", True), bool):
+        raise SpecError(f"{where}: 'aggregate' must be true or false, got {raw['aggregate']!r}")
+    bounds = raw.get("bounds", (None, None))
+    bounds = tuple(bounds) if isinstance(bounds, list | tuple) else (bounds,)
+    if len(bounds) != 2 or any(b is not None and (isinstance(b, bool) or not isinstance(b, int | float) or math.isnan(b))
+                               for b in bounds):
         raise SpecError(f"{where}: bounds must be [lower, upper] numbers, got {raw.get('bounds')!r}")
     if None not in bounds and not bounds[0] < bounds[1]:
         raise SpecError(f"{where}: bounds must have lower < upper, got {list(bounds)}")
@@ -199,6 +245,8 @@ def spec_from_dict(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
     if not isinstance(priors_raw, dict):
         raise SpecError(f"{where}: [priors] must be a table of TERM = \"Distribution(...)\"")
     priors = {term: parse_prior(value, where=f"{where}: prior for {term!r}") for term, value in priors_raw.items()}
+    if not isinstance(raw.get("sampler", {}), dict):
+        raise SpecError(f"{where}: [sampler] must be a table of {', '.join(SAMPLER_DEFAULTS)}, got {raw['sampler']!r}")
     sampler = _check_sampler(dict(raw.get("sampler", {})), where)
     return ModelSpec(
         name=raw["name"], outcome=raw["outcome"], table=raw["table"], formula=raw["formula"],
@@ -218,6 +266,8 @@ def load_spec(name_or_path: str | Path) -> ModelSpec:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:  # a folder, no permission, ...
+        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     return spec_from_dict(raw, where=str(path))
 
 
@@ -234,5 +284,9 @@ def load_priors_file(path: str | Path) -> dict[str, Prior]:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:  # a folder, no permission, ...
+        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     raw = raw.get("priors", raw)
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: [priors] must be a table of TERM = \"Distribution(...)\"")
     return {term: parse_prior(value, where=f"{path}: prior for {term!r}") for term, value in raw.items()}
