@@ -15,7 +15,12 @@ Everything the `bayes-trial` command does is one import away::
 Names are resolved on first use, so that `bayes-trial` answers bad input without importing PyMC.
 """
 
+import warnings
 from importlib import import_module
+
+# pip-installed PyTensor warns on first compile that it found no optimised BLAS: noise for users,
+# who cannot act on it (nutpie's numba backend does not use it).
+warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 
 from .data import data_hash, load_register, load_survey, read_table, validate_register, validate_survey
 from .errors import BayesTrialError, DataError, FitFileError, SpecError

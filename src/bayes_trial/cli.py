@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", choices=("municipality", "wave"), help="one answer per town (plus a new town) or per wave")
     p.add_argument("--wave", type=int, help="survey wave to answer at (default: the last)")
     p.add_argument("--municipality", help="one town, or 'new' for a town drawn from the fitted town distribution")
-    p.add_argument("--rope", help="region of practical equivalence LOW,HIGH on the outcome scale (e.g. -2pp,2pp)")
+    p.add_argument("--rope", help="region of practical equivalence LOW,HIGH on the outcome scale (write --rope=-2pp,2pp)")
     p.add_argument("--interval", type=float, default=0.9, help="equal-tailed interval width (default 0.9)")
     p.add_argument("--strict", action="store_true", help="refuse to answer from a fit that fails its diagnostics")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -66,7 +66,9 @@ def _readable(table: pd.DataFrame) -> pd.DataFrame:
 def _estimand_table(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
     shown["interval (90% ETI)"] = [f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(shown["lower"], shown["upper"])]
-    keep = [c for c in ("contrast", "hypothesis", "municipality", "wave", "unit", "mean", "interval (90% ETI)",
+    if "wave" in shown and shown["wave"].isna().all():
+        shown = shown.drop(columns="wave")
+    keep = [c for c in ("contrast", "hypothesis", "municipality", "wave", "month", "arm", "unit", "mean", "interval (90% ETI)",
                         "p_gt_0", "p_hypothesis", "p_rope") if c in shown]
     return shown[keep].rename(columns={"p_gt_0": "P(effect > 0)", "p_hypothesis": "P(hypothesis)", "p_rope": "P(in ROPE)"})
 
@@ -114,9 +116,10 @@ def _hazard_blocks(fit: Fit, figure_dir: Path, min_cell: int) -> list[Block]:
 
 def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None, min_cell: int = query.MIN_CELL,
                diagnosis: diagnose_mod.Diagnosis | None = None) -> list[Block]:
-    """The report section of one fit."""
+    """The report section of one fit; its figures go to figure_dir/NAME/."""
     diagnosis = diagnosis or diagnose_mod.diagnose(fit, with_sensitivity=True)
     name = fit.spec.name
+    figure_dir = Path(figure_dir) / name
     blocks = [Block("h2", f"{name}: {fit.spec.description or fit.spec.outcome}")]
     blocks.append(Block("verdict", f"Diagnostics {'PASS' if diagnosis.passed else 'FAIL'}: {name}",
                         passed=diagnosis.passed, items=list(diagnosis.failed)))
@@ -147,6 +150,19 @@ def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None,
     return blocks
 
 
+def published_blocks(analysis) -> list[Block]:
+    """A report section from `published.published_oss_analysis`: findings in words, tables, figures."""
+    blocks = [Block("h2", "What the published Oss numbers support")]
+    blocks += [Block("p", sentence) for sentence in analysis.sentences]
+    blocks.append(Block("h3", "How these numbers were computed"))
+    blocks += [Block("p", line) for line in analysis.methods]
+    for name, table in analysis.tables.items():
+        blocks.append(Block("table", name.replace("_", " "), table=_readable(table)))
+    for name, paths in analysis.figures.items():
+        blocks += [Block("figure", name.replace("_", " "), path=path) for path in paths if path.suffix == ".png"]
+    return blocks
+
+
 def report_blocks(fits: list[Fit], figure_dir: Path, *, title: str = "bayes-trial report",
                   queries: dict[str, list[dict]] | None = None, min_cell: int = query.MIN_CELL,
                   extra: list[Block] | None = None) -> list[Block]:
@@ -166,9 +182,12 @@ def report_blocks(fits: list[Fit], figure_dir: Path, *, title: str = "bayes-tria
 def _md_table(table: pd.DataFrame) -> str:
     if table is None or table.empty:
         return "(none)"
-    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(map(cell, table.columns)) + " |"
     rule = "|" + "---|" * len(table.columns)
-    rows = ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
 
 
@@ -228,6 +247,11 @@ def render_html(blocks: list[Block]) -> str:
             items = "".join(f"<li>{html.escape(i)}</li>" for i in block.items)
             warning = "" if block.passed else " — do not use these estimates"
             out.append(f"<div class='verdict {status}'>{html.escape(block.text)}{warning}<ul>{items}</ul></div>")
+    # Lets a headless browser (and the tests) see that the page ran without errors and drew its figures.
+    out.append("<script>window.addEventListener('error',()=>{document.body.dataset.errors=(+document.body.dataset.errors||0)+1});"
+               "window.addEventListener('load',()=>{const imgs=[...document.images];"
+               "document.body.dataset.imagesLoaded=imgs.filter(i=>i.complete&&i.naturalWidth>0).length;"
+               "document.body.dataset.images=imgs.length;});</script>")
     out.append("</body></html>")
     return "\n".join(out)
 
@@ -250,9 +274,10 @@ def write_report(blocks: list[Block], out_dir: str | os.PathLike, name: str = "r
 
 
 def report(fits: list[Fit], out_dir: str | os.PathLike, *, title: str = "bayes-trial report",
-           queries: dict[str, list[dict]] | None = None, min_cell: int = query.MIN_CELL) -> dict[str, Path]:
-    """Build and write the report of `fits` into `out_dir` (figures in out_dir/figures)."""
+           queries: dict[str, list[dict]] | None = None, min_cell: int = query.MIN_CELL,
+           extra: list[Block] | None = None) -> dict[str, Path]:
+    """Build and write the report of `fits` (and `extra` sections) into `out_dir` (figures in out_dir/figures)."""
     out_dir = Path(out_dir)
-    blocks = report_blocks(fits, out_dir / "figures", title=title, queries=queries, min_cell=min_cell)
+    blocks = report_blocks(fits, out_dir / "figures", title=title, queries=queries, min_cell=min_cell, extra=extra)
     return write_report(blocks, out_dir)
 

@@ -16,6 +16,9 @@
     draws = 500                       # optional sampler overrides
     priors = { arm = "Normal(0, 0.5)" }   # optional prior overrides
 
+    [published]                       # optional: a section on the printed Oss numbers
+    analysis = "oss"
+
     [[queries]]
     model = "outflow"
     expression = "intensive - control > 0"
@@ -60,6 +63,7 @@ class Workflow:
     queries: dict[str, list[dict]] = field(default_factory=dict)
     min_cell: int = query.MIN_CELL
     source: Path | None = None
+    published: str | None = None
 
 
 def _resolve(path: str, base: Path) -> Path:
@@ -79,8 +83,11 @@ def load_workflow(path: str | os.PathLike) -> Workflow:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: not valid TOML ({exc})") from None
     base = PROJECT_ROOT if path.resolve().is_relative_to(PROJECT_ROOT) else path.parent
-    data = raw.get("data")
-    if not isinstance(data, dict) or not ({"design", "survey", "register"} & data.keys()):
+    published = raw.get("published", {}).get("analysis")
+    if published not in (None, "oss"):
+        raise SpecError(f"{path}: [published] analysis {published!r} is unknown (expected 'oss')")
+    data = raw.get("data", {})
+    if raw.get("models") and (not isinstance(data, dict) or not ({"design", "survey", "register"} & data.keys())):
         raise SpecError(f"{path}: [data] must name a simulated 'design' or 'survey'/'register' files")
     models = []
     for i, entry in enumerate(raw.get("models", [])):
@@ -93,8 +100,8 @@ def load_workflow(path: str | os.PathLike) -> Workflow:
                             f"(expected spec, priors, {', '.join(SAMPLER_KEYS)})")
         priors = {term: parse_prior(text, f"{path}: prior for {term!r}") for term, text in entry.get("priors", {}).items()}
         models.append(spec.with_priors(priors).with_sampler(**{k: entry[k] for k in SAMPLER_KEYS if k in entry}))
-    if not models:
-        raise SpecError(f"{path}: no [[models]] to fit")
+    if not models and not published:
+        raise SpecError(f"{path}: nothing to do (no [[models]] to fit and no [published] analysis)")
     names = [spec.name for spec in models]
     queries: dict[str, list[dict]] = {}
     for entry in raw.get("queries", []):
@@ -107,7 +114,8 @@ def load_workflow(path: str | os.PathLike) -> Workflow:
         queries.setdefault(entry["model"], []).append(entry)
     min_cell = report.check_min_cell(int(raw.get("min_cell", query.MIN_CELL)))
     return Workflow(name=raw.get("name", path.stem), title=raw.get("title", path.stem), out=_resolve(raw.get("out", f"results/{path.stem}"), base),
-                    data=data, models=models, queries=queries, min_cell=min_cell, source=path)
+                    data=data, models=models, queries=queries, min_cell=min_cell, source=path,
+                    published=published)
 
 
 def _say(message: str) -> None:
@@ -150,7 +158,7 @@ def run(workflow: Workflow | str | os.PathLike, *, progress: bool = True) -> dic
     if not isinstance(workflow, Workflow):
         workflow = load_workflow(workflow)
     started = time.perf_counter()
-    tables = load_tables(workflow)
+    tables = load_tables(workflow) if workflow.models else {}
     fits = []
     for spec in workflow.models:
         if spec.table not in tables:
@@ -169,8 +177,13 @@ def run(workflow: Workflow | str | os.PathLike, *, progress: bool = True) -> dic
         pd.concat(query_tables, ignore_index=True).to_csv(outputs["queries"], index=False)
     if progress:
         _say("writing figures and report ...")
+    extra = []
+    if workflow.published == "oss":
+        from .published import published_oss_analysis
+
+        extra = report.published_blocks(published_oss_analysis(workflow.out / "published"))
     outputs.update(report.report(fits, workflow.out, title=workflow.title, queries=workflow.queries,
-                                 min_cell=workflow.min_cell))
+                                 min_cell=workflow.min_cell, extra=extra))
     if progress:
         _say(f"done in {time.perf_counter() - started:.0f} s; report: {outputs['html']}")
     return outputs
