@@ -256,18 +256,23 @@ def spec_from_dict(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
     )
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; unreadable or invalid files become a one-line SpecError."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:  # a folder, no permission, ...
+        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
 def load_spec(name_or_path: str | Path) -> ModelSpec:
     """Read a spec file; a bare name such as `outflow` means the bundled `models/outflow.toml`."""
     path = resolve_bundled(name_or_path, MODELS_DIR)
     if not path.exists():
         bundled = ", ".join(sorted(p.stem for p in MODELS_DIR.glob("*.toml")))
         raise SpecError(f"{name_or_path}: no such model spec file (bundled specs: {bundled})")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid TOML ({exc})") from None
-    except OSError as exc:  # a folder, no permission, ...
-        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    raw = read_toml(path)
     return spec_from_dict(raw, where=str(path))
 
 
@@ -280,12 +285,7 @@ def load_priors_file(path: str | Path) -> dict[str, Prior]:
     path = Path(path)
     if not path.exists():
         raise SpecError(f"{path}: no such priors file")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid TOML ({exc})") from None
-    except OSError as exc:  # a folder, no permission, ...
-        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    raw = read_toml(path)
     raw = raw.get("priors", raw)
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: [priors] must be a table of TERM = \"Distribution(...)\"")

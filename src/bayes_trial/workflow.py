@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from . import query, report
 from .errors import FitFileError, SpecError
 from .paths import PROJECT_ROOT, WORKFLOWS_DIR
 from .simulate import load_design, simulate
-from .spec import ModelSpec, load_spec, parse_prior
+from .spec import ModelSpec, load_spec, parse_prior, read_toml
 
 SAMPLER_KEYS = ("draws", "tune", "chains", "seed", "sampler", "target_accept")
 QUERY_KEYS = {"model", "expression", "by", "wave", "municipality", "rope"}
@@ -78,10 +77,7 @@ def load_workflow(path: str | os.PathLike) -> Workflow:
         path = WORKFLOWS_DIR / f"{path.name}.toml"
     if not path.exists():
         raise SpecError(f"{path}: no such workflow file")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path)
     base = PROJECT_ROOT if path.resolve().is_relative_to(PROJECT_ROOT) else path.parent
     published = raw.get("published", {}).get("analysis")
     if published not in (None, "oss"):
