@@ -135,7 +135,8 @@ def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None,
                else _effect_blocks(fit, figure_dir, queries, min_cell))
     blocks.append(Block("h3", "Posterior predictive checks"))
     for path, summary in ppc_mod.plot_ppc(fit, figure_dir, min_cell=min_cell):
-        blocks.append(Block("figure", summary, path=path))
+        if path.suffix == ".png":
+            blocks.append(Block("figure", summary, path=path))
     blocks.append(Block("h3", "Convergence diagnostics"))
     blocks.append(Block("pre", diagnosis.format()))
     if diagnosis.sensitivity is not None and not diagnosis.sensitivity.empty:
