@@ -1,0 +1,152 @@
+"""The fast sampling paths keep the posterior: each is compared with the plain Bambi model on the same data.
+
+Posterior summaries must agree within Monte Carlo error: |difference of means| below 4.5 combined MCSEs
+(a false alarm about once in 100,000 per comparison), posterior SDs within 15%.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import arviz as az
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+import bayes_trial as bt
+from bayes_trial import fastpaths
+from bayes_trial import model as model_mod
+
+SETTINGS = {"draws": 1000, "tune": 500, "chains": 2, "target_accept": 0.9}
+FORMULA = "wellbeing ~ arm*wave + (1|participant_id) + (1|municipality:consultant_id)"
+PARAMETERS = ["Intercept", "arm", "wave", "arm:wave", "sigma", "1|participant_id_sigma", "1|municipality:consultant_id_sigma"]
+
+
+def repeated_measures_spec() -> bt.ModelSpec:
+    spec = bt.load_spec("wellbeing")
+    terms = {"Intercept", "arm", "wave", "arm:wave", "sigma", "1|participant_id", "1|municipality:consultant_id"}
+    return dataclasses.replace(spec, formula=FORMULA, priors={k: v for k, v in spec.priors.items() if k in terms})
+
+
+def assert_same_posterior(fast: az.InferenceData, plain: az.InferenceData, names: list[str]) -> None:
+    a = az.summary(fast, var_names=names, kind="all")
+    b = az.summary(plain, var_names=names, kind="all")
+    z = (a["mean"] - b["mean"]) / np.hypot(a["mcse_mean"], b["mcse_mean"])
+    assert (z.abs() < 4.5).all(), f"posterior means differ beyond Monte Carlo error:\n{z[z.abs() >= 4.5]}"
+    ratio = a["sd"] / b["sd"]
+    assert ratio.between(0.85, 1.15).all(), f"posterior SDs differ:\n{ratio}"
+
+
+@pytest.fixture(scope="module")
+def repeated(small_sim):
+    spec = repeated_measures_spec()
+    prepared = model_mod.prepare(spec, small_sim.survey)
+    return spec, prepared, model_mod.build(spec, prepared)
+
+
+@pytest.fixture(scope="module")
+def plain_repeated(repeated):
+    _, prepared, full = repeated
+    return fastpaths.sample_nutpie(full, prepared, {**SETTINGS, "seed": 1}, marginalise=False)
+
+
+def test_only_gaussian_participant_intercept_models_are_marginalised(wellbeing_fit, outflow_fit):
+    assert fastpaths.can_marginalise(wellbeing_fit.prepared)
+    assert not fastpaths.can_marginalise(outflow_fit.prepared)
+    slopes = dataclasses.replace(wellbeing_fit.prepared, formula="wellbeing ~ arm*wave + (wave|participant_id)")
+    assert not fastpaths.can_marginalise(slopes)
+
+
+def test_statistics_give_the_multivariate_normal_density_of_each_persons_waves(repeated):
+    """The quadratic-form likelihood equals the sum over persons of MVN(mu_i, sigma^2 I + tau^2 J) densities."""
+    _, prepared, full = repeated
+    stats = fastpaths.participant_statistics(prepared, full)
+    pymc_model = full.backend.model
+    rng = np.random.default_rng(5)
+    point = {name: rng.normal(0, 0.5, np.shape(value)) for name, value in pymc_model.initial_point().items()}
+    point["1|participant_id_offset"] = np.zeros_like(point["1|participant_id_offset"])
+    outputs = [pymc_model[name] for name in ("mu", "sigma", "1|participant_id_sigma", *stats.blocks)]
+    evaluate = pymc_model.compile_fn(pymc_model.replace_rvs_by_values(outputs), inputs=pymc_model.value_vars,
+                                     on_unused_input="ignore", point_fn=True)
+    mu, sigma, tau, *blocks = evaluate(point)
+    y = prepared.data["wellbeing"].to_numpy()
+    persons = prepared.data["participant_id"].to_numpy()
+    expected = 0.0
+    for person in np.unique(persons):
+        rows = persons == person
+        cov = sigma**2 * np.eye(rows.sum()) + tau**2
+        expected += scipy_stats.multivariate_normal(mu[rows], cov).logpdf(y[rows])
+    theta = np.concatenate([np.ravel(b) for b in blocks])
+    found = fastpaths._marginal_logp(None, None, theta, sigma, tau, stats).eval()
+    assert found == pytest.approx(expected, rel=1e-9)
+
+
+def test_collapsed_and_marginal_paths_match_the_plain_posterior(repeated, plain_repeated):
+    _, prepared, full = repeated
+    collapsed = fastpaths.sample_nutpie(full, prepared, {**SETTINGS, "seed": 2})
+    marginal = fastpaths.sample_nutpie(full, prepared, {**SETTINGS, "seed": 3}, collapse=False)
+    assert "Intercept" in collapsed.sample_stats.attrs["bayes_trial_integrated_out"]
+    assert marginal.sample_stats.attrs["bayes_trial_integrated_out"] == "1|participant_id"
+    for fast in (collapsed, marginal):
+        assert set(plain_repeated.posterior.data_vars) - set(fast.posterior.data_vars) <= {
+            v for v in plain_repeated.posterior.data_vars if v.endswith("__")}
+        assert_same_posterior(fast, plain_repeated, PARAMETERS)
+        # Participant intercepts, drawn after sampling from their conditional posterior.
+        fast_u, plain_u = (f.posterior["1|participant_id"] for f in (fast, plain_repeated))
+        mcse = np.hypot(az.mcse(fast_u)["1|participant_id"], az.mcse(plain_u)["1|participant_id"])
+        assert (np.abs(fast_u.mean(("chain", "draw")) - plain_u.mean(("chain", "draw"))) < 4.5 * mcse).mean() > 0.99
+        assert float(fast_u.std(("chain", "draw")).mean() / plain_u.std(("chain", "draw")).mean()) == pytest.approx(1, abs=0.05)
+
+
+def test_low_rank_mass_matrix_keeps_the_posterior(repeated, plain_repeated):
+    _, prepared, full = repeated
+    low_rank = fastpaths.sample_nutpie(full, prepared, {**SETTINGS, "seed": 4}, low_rank=True)
+    assert_same_posterior(low_rank, plain_repeated, PARAMETERS)
+
+
+def test_refit_with_new_prior_reuses_the_compiled_collapsed_model(repeated):
+    """New prior values reach a cached model: a tight prior on `arm` pulls the posterior to it."""
+    _, prepared, full = repeated
+    fastpaths.sample_nutpie(full, prepared, {**SETTINGS, "seed": 5, "draws": 200, "tune": 200})
+    spec = repeated_measures_spec().with_priors({"arm": bt.parse_prior("Normal(2, 0.01)")})
+    tight = fastpaths.sample_nutpie(model_mod.build(spec, prepared), prepared, {**SETTINGS, "seed": 6, "draws": 200, "tune": 200})
+    assert tight.sample_stats.attrs["compile_cached"] == 1
+    assert float(tight.posterior["arm"].mean()) == pytest.approx(2, abs=0.01)
+
+
+def test_fit_takes_the_fast_path_and_stores_the_full_model(wellbeing_fit):
+    posterior = wellbeing_fit.idata.posterior
+    assert "1|participant_id" in wellbeing_fit.idata.sample_stats.attrs["bayes_trial_integrated_out"]
+    assert posterior["1|participant_id"].shape[-1] == wellbeing_fit.data["participant_id"].nunique()
+    assert wellbeing_fit.idata.log_likelihood["wellbeing"].sizes["__obs__"] == len(wellbeing_fit.data)
+    assert np.isfinite(wellbeing_fit.idata.log_likelihood["wellbeing"]).all()
+
+
+def test_binomial_cells_match_bernoulli_rows(small_sim, outflow_fit):
+    spec = outflow_fit.spec
+    rows = model_mod.prepare(dataclasses.replace(spec, aggregate=False), small_sim.register)
+    assert not rows.aggregated and outflow_fit.prepared.aggregated
+    plain = fastpaths.sample_nutpie(model_mod.build(spec, rows), rows, {**SETTINGS, "seed": 7})
+    cells = fastpaths.sample_nutpie(outflow_fit.model, outflow_fit.prepared, {**SETTINGS, "seed": 8})
+    assert_same_posterior(cells, plain, ["Intercept", "arm", "1|municipality:consultant_id_sigma"])
+
+
+def test_structure_key_ignores_prior_values_but_not_data_or_prior_families(small_sim, outflow_fit):
+    def key(spec, frame):
+        prepared = model_mod.prepare(spec, frame)
+        return fastpaths.structure_key(fastpaths.lift_priors(model_mod.build(spec, prepared).backend.model))
+
+    spec = outflow_fit.spec
+    base = key(spec, small_sim.register)
+    assert key(spec.with_priors({"arm": bt.parse_prior("Normal(0, 0.2)")}), small_sim.register) == base
+    assert key(spec.with_priors({"arm": bt.parse_prior("StudentT(3, 0, 0.5)")}), small_sim.register) != base
+    other = bt.simulate(bt.load_design("small"), seed=4).register
+    assert key(spec, other) != base
+
+
+def test_refit_reuses_the_compiled_model_with_the_new_prior(outflow_fit):
+    first = bt.refit(outflow_fit, priors={"arm": bt.parse_prior("Normal(0, 0.05)")}, progress=False)
+    second = bt.refit(outflow_fit, priors={"arm": bt.parse_prior("Normal(1, 0.01)")}, progress=False)
+    assert second.idata.sample_stats.attrs["compile_cached"] == 1
+    assert float(second.idata.posterior["arm"].mean()) == pytest.approx(1, abs=0.03)
+    assert float(first.idata.posterior["arm"].std()) < 0.06

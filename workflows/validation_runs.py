@@ -1,0 +1,71 @@
+"""The validation runs committed under data/validation/, with the exact settings that made them.
+
+    .venv/bin/python workflows/validation_runs.py sbc [--sims 100] [--models wellbeing,...] [--refit fit]
+                                                      [--scheduler tcp://HOST:PORT]
+    .venv/bin/python workflows/validation_runs.py recovery [--sims N] [--runs outflow_small,...]
+    .venv/bin/python workflows/validation_runs.py power [--sims 40]
+
+Every run resumes from its `runs/` folder, so an interrupted run is restarted with the same command.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bayes_trial import power, validate
+
+OUT = Path(__file__).resolve().parents[1] / "data" / "validation"
+SBC_MODELS = ("wellbeing", "outflow", "trust_item", "job_applications")
+TOWNS8 = OUT / "designs" / "towns8.toml"
+# (model, design, simulated trials): the Gaussian model on eight towns costs minutes per fit here.
+RECOVERY_RUNS = (("outflow", "small", 40), ("outflow", TOWNS8, 40), ("wellbeing", "small", 30), ("wellbeing", TOWNS8, 10))
+
+
+def run_sbc(args) -> None:
+    for spec in args.models or SBC_MODELS:
+        folder = OUT / "sbc" / (spec if args.refit == "compiled" else f"{spec}_{args.refit}_path")
+        result = validate.sbc(spec, "small", sims=args.sims, out=folder, seed=1, refit=args.refit,
+                              scheduler=args.scheduler)
+        print(f"\nSBC {spec}: {len(result.fits)} fits, {len(result.failed)} failed")
+        print(result.summary.to_string(index=False))
+
+
+def run_recovery(args) -> None:
+    for spec, design, sims in RECOVERY_RUNS:
+        name = Path(design).stem
+        if args.runs and f"{spec}_{name}" not in args.runs:
+            continue
+        result = validate.recovery(spec, design, sims=args.sims or sims, out=OUT / "recovery" / f"{spec}_{name}",
+                                   seed=1, scheduler=args.scheduler)
+        print(f"\nrecovery {spec} on {name}: {len(result.failed)} failed")
+        print(result.coverage.to_string(index=False))
+    validate.combine_recovery(OUT / "recovery")
+
+
+def run_power(args) -> None:
+    result = power.power("oss", spec="outflow", n_per_arm=(50, 100, 200, 400), target="intensive - control > 0",
+                         threshold=0.95, sims=args.sims, out=OUT / "power" / "oss_outflow", seed=1,
+                         scheduler=args.scheduler)
+    print(result.table.to_string(index=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("sbc", "recovery", "power"))
+    parser.add_argument("--sims", type=int, default=None,
+                        help="simulations (defaults: sbc 100, recovery as in RECOVERY_RUNS, power 40)")
+    parser.add_argument("--models", type=lambda text: text.split(","), default=None,
+                        help=f"sbc only: comma-separated models (default {','.join(SBC_MODELS)})")
+    parser.add_argument("--refit", choices=("compiled", "fit"), default="compiled",
+                        help="sbc only: refit with one compiled model per worker, or through bayes_trial.fit")
+    parser.add_argument("--runs", type=lambda text: text.split(","), default=None,
+                        help="recovery only: comma-separated runs, e.g. outflow_small,wellbeing_towns8 (default all)")
+    parser.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster, one worker per core)")
+    args = parser.parse_args()
+    args.sims = args.sims or {"sbc": 100, "recovery": None, "power": 40}[args.what]
+    {"sbc": run_sbc, "recovery": run_recovery, "power": run_power}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
