@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow bench validation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,16 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# Speed: default path against plain Bambi + PyMC NUTS, written to benchmarks/RESULTS.md (~30 min on 2 cores).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+# The validation runs committed under data/validation/ (hours on 2 cores; resumable; add --scheduler for a cluster).
+validation: $(STAMP)
+	$(BIN)/python workflows/validation_runs.py sbc
+	$(BIN)/python workflows/validation_runs.py recovery
+	$(BIN)/python workflows/validation_runs.py power
 
 clean:
 	rm -rf results .pytest_cache

@@ -12,14 +12,13 @@ from bayes_trial import power as pw
 FAST = {"draws": 150, "tune": 200, "chains": 2}
 
 
-def test_targets_are_read_and_checked_against_the_design():
+def test_targets_are_read_as_query_reads_them_and_checked_against_the_design():
     arms = ["control", "exemption", "intensive"]
-    target = pw.parse_target("intensive - control > 0", arms)
-    assert (target.arm, target.reference, target.direction, target.value) == ("intensive", "control", ">", 0.0)
-    assert pw.parse_target(" exemption-control < -2.5 ", arms).value == -2.5
-    assert target.probability(np.array([-1.0, 0.5, 2.0, 3.0])) == 0.75
-    for bad, message in (("intensive > control", "expected 'ARM - ARM"), ("job - control > 0", "arm 'job'"),
-                         ("control - control > 0", "with itself")):
+    target = pw.parse_target("intensive - control > 2pp", arms)
+    assert (target.weights, target.compare, target.threshold) == ({"intensive": 1.0, "control": -1.0}, ">", 0.02)
+    assert pw.parse_target(" exemption-control < -2.5 ", arms).threshold == -2.5
+    for bad, message in (("job - control > 0", "unknown arm 'job'"), ("control - control > 0", "cancel out"),
+                         ("intensive - control > two", "not a number")):
         with pytest.raises(bt.SpecError, match=message):
             pw.parse_target(bad, arms)
 
@@ -63,15 +62,15 @@ def test_power_table_counts_decisions_with_wilson_intervals():
 
 
 def test_power_run_fits_every_size_and_resumes(tmp_path):
-    result = pw.power("small", n_per_arm=[20, 60], target="intensive - control > -100", threshold=0.95, sims=1,
+    result = pw.power("small", n_per_arm=[20, 60], target="intensive - control > -100pp", threshold=0.95, sims=1,
                       spec="outflow", out=tmp_path, n_workers=1, progress=False, **FAST)
     assert not result.failed
     assert list(result.table["n_per_arm"]) == [20, 60]
     assert (result.table["rate"] == 1.0).all()  # an effect above -100 pp is certain
-    assert result.trials["effect_mean"].between(-100, 100).all()
+    assert result.trials["effect_mean"].between(-100, 100).all()  # percentage points, as `query` prints them
     for name in ("power", "trials", "power_curve_png", "power_curve_svg"):
         assert result.files[name].stat().st_size > 0
-    stricter = pw.power("small", n_per_arm=[20, 60], target="intensive - control > -100", threshold=0.999999,
+    stricter = pw.power("small", n_per_arm=[20, 60], target="intensive - control > -100pp", threshold=0.999999,
                         sims=1, spec="outflow", out=tmp_path, progress=False, **FAST)  # stored fits, new decision
     pd.testing.assert_frame_equal(stricter.trials, result.trials)
     with pytest.raises(bt.BayesTrialError, match="other settings"):
@@ -94,3 +93,17 @@ def test_power_rises_with_size_for_a_large_effect(tmp_path):
                       out=tmp_path, progress=False, draws=300, tune=300, chains=2)
     rates = result.table.set_index("n_per_arm")["rate"]
     assert rates[150] >= 5 / 6 and rates[150] > rates[15]
+
+
+def test_power_command_prints_the_curve_table_and_refuses_bad_sizes(tmp_path, capsys):
+    from bayes_trial import cli
+
+    args = ["power", "--design", "small", "--spec", "outflow", "--target", "intensive - control > -100pp",
+            "--sims", "1", "--workers", "1", "--draws", "150", "--tune", "200", "--chains", "2", "--quiet"]
+    assert cli.main([*args, "--n-per-arm", "20", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "Power of P(intensive - control > -100pp) >= 0.95" in printed and "power_curve.png" in printed
+    assert pd.read_csv(tmp_path / "power.csv")["rate"].tolist() == [1.0]
+    assert cli.main([*args, "--n-per-arm", "20,lots", "--out", str(tmp_path / "bad")]) == 2
+    assert "--n-per-arm '20,lots'" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

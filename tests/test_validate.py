@@ -157,3 +157,21 @@ def test_sbc_of_the_gaussian_model_is_uniform(tmp_path):
     # 13 parameters: with calibrated ranks all p-values above 0.001 has probability about 0.99.
     assert result.summary["p_value"].min() > 1e-3, result.summary.to_string()
 
+
+
+def test_sbc_and_recovery_commands_write_their_tables(tmp_path, scheduler, capsys):
+    from bayes_trial import cli
+
+    common = ["--draws", "150", "--tune", "200", "--chains", "2", "--scheduler", scheduler, "--quiet"]
+    assert cli.main(["sbc", "outflow", "--design", "small", "--sims", "3", "--seed", "2", "--out", str(tmp_path / "sbc"),
+                     *common]) == 0
+    printed = capsys.readouterr().out
+    assert "SBC of outflow on design small: 3 fits, 0 failed" in printed and "arm[intensive]" in printed
+    assert len(pd.read_csv(tmp_path / "sbc" / "ranks.csv")) == 3 * 7
+    assert cli.main(["recovery", "outflow", "--design", "small", "--sims", "1", "--out", str(tmp_path / "rec"),
+                     *common]) == 0
+    printed = capsys.readouterr().out
+    assert "coverage_90" in printed and "MixedLM / GLM" in printed
+    assert (tmp_path / "rec" / "reference.csv").stat().st_size > 0
+    assert cli.main(["sbc", "outflow", "--design", "small", "--sims", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "sims: expected a positive number" in capsys.readouterr().err

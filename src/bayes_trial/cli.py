@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import BayesTrialError, DataError
+from .errors import BayesTrialError, DataError, SpecError
 
 EXIT_USER_ERROR = 2
 
@@ -23,6 +23,18 @@ def _add_sampler_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int, help="random seed (same data, spec and seed give the same numbers)")
     group.add_argument("--sampler", choices=("nutpie", "pymc"), help="NUTS implementation (default nutpie)")
     group.add_argument("--target-accept", type=float, dest="target_accept", help="target acceptance rate")
+
+
+def _add_batch_options(parser: argparse.ArgumentParser, seed_help: str) -> None:
+    parser.add_argument("--out", required=True, help="results folder (rerunning the same command resumes there)")
+    parser.add_argument("--seed", type=int, default=1, help=seed_help)
+    parser.add_argument("--scheduler", help="Dask scheduler tcp://HOST:PORT (default: a local cluster, a worker per core)")
+    parser.add_argument("--workers", type=int, help="workers of the local cluster (default: one per core)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    group = parser.add_argument_group("sampler, per refit")
+    group.add_argument("--draws", type=int, help="posterior draws per chain")
+    group.add_argument("--tune", type=int, help="tuning iterations per chain")
+    group.add_argument("--chains", type=int, help="number of chains")
 
 
 def _sampler_settings(args: argparse.Namespace) -> dict:
@@ -332,6 +344,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(title: str, table, failed: dict[str, str], files: dict) -> None:
+    print(title)
+    print(table.to_string(index=False) if len(table) else "(no completed fits)")
+    for key, error in failed.items():
+        print(f"failed {key}: {error}", file=sys.stderr)
+    if files:
+        print("written: " + ", ".join(str(path) for path in files.values()))
+
+
+def _batch_settings(args: argparse.Namespace) -> dict:
+    return {"scheduler": args.scheduler, "n_workers": args.workers, "progress": not args.quiet,
+            **{k: getattr(args, k) for k in ("draws", "tune", "chains")}}
+
+
+def cmd_sbc(args: argparse.Namespace) -> int:
+    from .validate import sbc
+
+    result = sbc(args.spec, args.design, sims=args.sims, out=args.out, seed=args.seed, refit=args.refit,
+                 **_batch_settings(args))
+    _print_table(f"SBC of {args.spec} on design {args.design}: {len(result.fits)} fits, {len(result.failed)} failed "
+                 "(chi-square test of uniform ranks; in_band: rank ECDF inside the simultaneous 95% band)",
+                 result.summary, result.failed, result.files)
+    return 0
+
+
+def cmd_recovery(args: argparse.Namespace) -> int:
+    from .validate import recovery
+
+    result = recovery(args.spec, args.design, sims=args.sims, out=args.out, seed=args.seed,
+                      reference=not args.no_reference, **_batch_settings(args))
+    _print_table(f"Recovery of {args.spec} on design {args.design}: {len(result.failed)} failed fits",
+                 result.coverage, result.failed, result.files)
+    if not args.no_reference and len(result.reference):
+        print("\nAgainst the frequentist reference (statsmodels MixedLM / GLM):")
+        print(result.reference.to_string(index=False))
+    return 0
+
+
+def cmd_power(args: argparse.Namespace) -> int:
+    from .power import power
+
+    try:
+        sizes = [int(n) for n in args.n_per_arm.split(",")]
+    except ValueError:
+        raise SpecError(f"--n-per-arm {args.n_per_arm!r}: expected comma-separated whole numbers, e.g. 50,100,200") from None
+    result = power(args.design, n_per_arm=sizes, target=args.target, threshold=args.threshold, sims=args.sims,
+                   spec=args.spec, out=args.out, seed=args.seed, wave=args.wave, effect_sd=args.effect_sd,
+                   **_batch_settings(args))
+    what = "assurance" if args.effect_sd else "power"
+    _print_table(f"{what.capitalize()} of P({args.target}) >= {args.threshold:g} on design {args.design} "
+                 f"(model {args.spec}; 95% Wilson intervals)", result.table, result.failed, result.files)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayes-trial",
@@ -437,6 +503,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workflow", help="workflow TOML file or bundled name (e.g. oss_demo)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sbc", help="simulation-based calibration: prior draws, simulated data, refits, rank plots")
+    p.add_argument("spec", help="model spec name or path")
+    p.add_argument("--design", required=True, help="design whose trial layout is simulated (name or TOML path)")
+    p.add_argument("--sims", type=int, default=100, help="prior draws / refits (default 100)")
+    p.add_argument("--refit", choices=("compiled", "fit"), default="compiled",
+                   help="one compiled model per worker (default), or every refit through `fit` (fast paths included)")
+    _add_batch_options(p, seed_help="seed of the layout and the prior draws (default 1)")
+    p.set_defaults(func=cmd_sbc)
+
+    p = sub.add_parser("recovery", help="fit many simulated trials: bias, 50%/90% coverage, MixedLM/GLM reference")
+    p.add_argument("spec", help="model spec name or path")
+    p.add_argument("--design", required=True, help="design name or TOML path (its parameters are the truth)")
+    p.add_argument("--sims", type=int, default=50, help="simulated trials (default 50)")
+    p.add_argument("--no-reference", action="store_true", dest="no_reference", help="skip the statsmodels reference fits")
+    _add_batch_options(p, seed_help="seed of the first simulated trial (default 1)")
+    p.set_defaults(func=cmd_recovery)
+
+    p = sub.add_parser("power", help="power / assurance of the next trial by simulation and refitting")
+    p.add_argument("--design", required=True, help="design name or TOML path")
+    p.add_argument("--spec", default="outflow", help="model spec fitted to each simulated trial (default outflow)")
+    p.add_argument("--n-per-arm", dest="n_per_arm", default="50,100,200,400", help="sizes, e.g. 50,100,200,400")
+    p.add_argument("--target", default="intensive - control > 0",
+                   help="contrast as `query` reads it, e.g. 'intensive - control > 2pp' (default '... > 0')")
+    p.add_argument("--threshold", type=float, default=0.95, help="decision: P(target) >= this (default 0.95)")
+    p.add_argument("--sims", type=int, default=100, help="simulated trials per size (default 100)")
+    p.add_argument("--wave", type=int, help="survey outcomes: wave of the decision (default the last)")
+    p.add_argument("--effect-sd", type=float, default=0.0, dest="effect_sd",
+                   help="assurance: SD of the true effects around the design's (link scale; default 0 = power)")
+    _add_batch_options(p, seed_help="simulation seed (default 1)")
+    p.set_defaults(func=cmd_power)
     return parser
 
 

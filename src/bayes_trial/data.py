@@ -590,28 +590,22 @@ def _to_float(
     return out
 
 
-def _first_bad(mask: np.ndarray) -> tuple[int, int]:
-    idx = np.flatnonzero(mask)
-    return int(idx[0]), int(idx.size)
+def _refuse_rows(bad, source: str, describe) -> None:
+    """Refuse the table at the first row flagged in `bad`: `describe(index, " (N rows in all)")` says why."""
+    flagged = np.flatnonzero(np.asarray(bad))
+    if flagged.size:
+        raise _fail(source, describe(int(flagged[0]), _and_more(int(flagged.size))))
 
 
 def _check_finite(values: np.ndarray, *, source: str, column: str, rows: np.ndarray) -> None:
     present = ~np.isnan(values)
     bad = present & ~np.isfinite(values)
-    if bad.any():
-        i, n = _first_bad(bad)
-        raise _fail(
-            source,
-            f"row {rows[i]}, column '{column}': {_show(values[i])} is not a finite number{_and_more(n)}",
-        )
+    _refuse_rows(bad, source, lambda i, more: (
+        f"row {rows[i]}, column '{column}': {_show(values[i])} is not a finite number{more}"))
     huge = present & (np.abs(values) > MAX_ABS_VALUE)
-    if huge.any():
-        i, n = _first_bad(huge)
-        raise _fail(
-            source,
-            f"row {rows[i]}, column '{column}': {_show(values[i])} is implausibly large "
-            f"(|value| > {_LIMIT_TEXT}){_and_more(n)}",
-        )
+    _refuse_rows(huge, source, lambda i, more: (
+        f"row {rows[i]}, column '{column}': {_show(values[i])} is implausibly large "
+        f"(|value| > {_LIMIT_TEXT}){more}"))
 
 
 def _required_text(
@@ -856,13 +850,9 @@ def validate_survey(
         outside = present & (
             (values < lo if lo is not None else False) | (values > hi if hi is not None else False)
         )
-        if np.any(outside):
-            i, n = _first_bad(np.asarray(outside))
-            raise _fail(
-                source,
-                f"row {rows[i]}, column '{name}': {_show(values[i])} is outside the declared range "
-                f"{rng}{_and_more(n)}",
-            )
+        _refuse_rows(outside, source, lambda i, more: (
+            f"row {rows[i]}, column '{name}': {_show(values[i])} is outside the declared range "
+            f"{rng}{more}"))
         converted[name] = values
     return _finish(df, converted)
 
@@ -906,21 +896,13 @@ def validate_register(
         )
         _check_finite(followed, source=source, column="months_followed", rows=rows)
         empty = np.isnan(followed)
-        if empty.any():
-            i, n = _first_bad(empty)
-            raise _fail(
-                source,
-                f"row {rows[i]}, column 'months_followed' is empty{_and_more(n)}; expected the length "
-                "of follow-up in months (> 0) for every participant",
-            )
+        _refuse_rows(empty, source, lambda i, more: (
+            f"row {rows[i]}, column 'months_followed' is empty{more}; expected the length "
+            "of follow-up in months (> 0) for every participant"))
         bad = followed <= 0
-        if bad.any():
-            i, n = _first_bad(bad)
-            raise _fail(
-                source,
-                f"row {rows[i]}, column 'months_followed': {_show(followed[i])} is not positive"
-                f"{_and_more(n)}; expected the length of follow-up in months (> 0)",
-            )
+        _refuse_rows(bad, source, lambda i, more: (
+            f"row {rows[i]}, column 'months_followed': {_show(followed[i])} is not positive"
+            f"{more}; expected the length of follow-up in months (> 0)"))
         converted["months_followed"] = followed
 
     if "months_to_outflow" in df.columns:
@@ -931,38 +913,22 @@ def validate_register(
         _check_finite(months, source=source, column="months_to_outflow", rows=rows)
         present = ~np.isnan(months)
         bad = present & (months < 0)
-        if bad.any():
-            i, n = _first_bad(bad)
-            raise _fail(
-                source,
-                f"row {rows[i]}, column 'months_to_outflow': {_show(months[i])} is negative{_and_more(n)}; "
-                "expected months from the start of the trial to outflow (>= 0)",
-            )
+        _refuse_rows(bad, source, lambda i, more: (
+            f"row {rows[i]}, column 'months_to_outflow': {_show(months[i])} is negative{more}; "
+            "expected months from the start of the trial to outflow (>= 0)"))
         bad = present & (outflow == 0)
-        if bad.any():
-            i, n = _first_bad(bad)
-            raise _fail(
-                source,
-                f"row {rows[i]}: months_to_outflow is {_show(months[i])} but outflow_work is 0"
-                f"{_and_more(n)}; leave months_to_outflow empty when there was no outflow",
-            )
+        _refuse_rows(bad, source, lambda i, more: (
+            f"row {rows[i]}: months_to_outflow is {_show(months[i])} but outflow_work is 0"
+            f"{more}; leave months_to_outflow empty when there was no outflow"))
         bad = ~present & (outflow == 1)
-        if bad.any():
-            i, n = _first_bad(bad)
-            raise _fail(
-                source,
-                f"row {rows[i]}: outflow_work is 1 but months_to_outflow is empty{_and_more(n)}; "
-                "give the month of outflow",
-            )
+        _refuse_rows(bad, source, lambda i, more: (
+            f"row {rows[i]}: outflow_work is 1 but months_to_outflow is empty{more}; "
+            "give the month of outflow"))
         if followed is not None:
             bad = present & (months > followed)
-            if bad.any():
-                i, n = _first_bad(bad)
-                raise _fail(
-                    source,
-                    f"row {rows[i]}: months_to_outflow {_show(months[i])} is after months_followed "
-                    f"{_show(followed[i])}{_and_more(n)}; outflow must fall within follow-up",
-                )
+            _refuse_rows(bad, source, lambda i, more: (
+                f"row {rows[i]}: months_to_outflow {_show(months[i])} is after months_followed "
+                f"{_show(followed[i])}{more}; outflow must fall within follow-up"))
         converted["months_to_outflow"] = months
     return _finish(df, converted)
 

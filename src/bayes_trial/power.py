@@ -3,8 +3,8 @@
 For each size, `sims` trials are simulated from the design with `n_per_arm` participants per arm
 (spread over the design's towns in their proportions), each is fitted with the normal fit path,
 and the trial "succeeds" when the posterior probability of the target (an arm contrast on the
-outcome scale, e.g. ``"intensive - control > 0"``; percentage points for outflow) reaches the
-threshold. With ``effect_sd = 0`` this is the power at the design's assumed effects; with
+outcome scale, read exactly as `bayes-trial query` reads it: ``"intensive - control > 0"``,
+``"intensive - control > 2pp"`` for outflow, score points for scales) reaches the threshold. With ``effect_sd = 0`` this is the power at the design's assumed effects; with
 ``effect_sd > 0`` every simulated trial first draws its true arm effects around the design's
 (normal, link scale), and the success rate is the assurance under that design prior.
 Fits run on :func:`bayes_trial.batch.run_batch`, so a run resumes and can use a Dask cluster.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,46 +23,15 @@ import pandas as pd
 
 from .batch import Task, run_batch
 from .errors import SpecError
+from .query import Hypothesis, parse_hypothesis
 from .simulate import simulate
 from .spec import ModelSpec, spec_from_json
 from .validate import (as_design, as_spec, model_frame, population_parameters, sampling_diagnostics, save_figure,
                        write_csv)
 
-__all__ = ["Target", "PowerResult", "parse_target", "scale_design", "power", "power_table", "plot_power"]
+__all__ = ["PowerResult", "parse_target", "scale_design", "power", "power_table", "plot_power"]
 
 POWER_SETTINGS = {"draws": 500, "tune": 500, "chains": 2}
-_TARGET = re.compile(r"^\s*([A-Za-z]\w*)\s*-\s*([A-Za-z]\w*)\s*([<>])\s*([-+]?(?:\d+\.?\d*|\.\d+))\s*$")
-
-
-@dataclass(frozen=True)
-class Target:
-    """`arm - reference > value` (or `<`) on the outcome scale."""
-
-    arm: str
-    reference: str
-    direction: str
-    value: float
-
-    def __str__(self) -> str:
-        return f"{self.arm} - {self.reference} {self.direction} {self.value:g}"
-
-    def probability(self, effect_draws: np.ndarray) -> float:
-        hit = effect_draws > self.value if self.direction == ">" else effect_draws < self.value
-        return float(np.mean(hit))
-
-
-def parse_target(text: str, arms: list[str]) -> Target:
-    """Read "ARM - ARM > VALUE" (or "<"), checking both arms against the design."""
-    match = _TARGET.match(text)
-    if not match:
-        raise SpecError(f"target {text!r}: expected 'ARM - ARM > VALUE' or '... < VALUE', e.g. 'intensive - control > 0'")
-    arm, reference, direction, value = match.groups()
-    for name in (arm, reference):
-        if name not in arms:
-            raise SpecError(f"target {text!r}: arm {name!r} is not in the design (arms: {', '.join(arms)})")
-    if arm == reference:
-        raise SpecError(f"target {text!r}: compares arm {arm!r} with itself")
-    return Target(arm, reference, direction, float(value))
 
 
 def scale_design(design: dict, n_per_arm: int) -> dict:
@@ -102,20 +70,26 @@ def _with_drawn_effects(design: dict, spec: ModelSpec, rng: np.random.Generator,
     return drawn
 
 
-def power_fit(spec_json: str, design: dict, seed: int, settings: dict, target: dict, wave: int | None) -> dict:
+def power_fit(spec_json: str, design: dict, seed: int, settings: dict, target: str, wave: int | None) -> dict:
     """One simulated trial on a worker: fit it and give the posterior probability of the target."""
-    from . import query
     from .fit import sample
+    from .query import hypothesis
 
     spec = spec_from_json(spec_json)
-    target = Target(**target)
     fit = sample(spec, model_frame(spec, simulate(design, seed=seed)), progress=False, **settings)
-    means = query.arm_means(fit, wave=wave)
-    effect = (means[target.arm] - means[target.reference]) * query.scale_factor(fit)
+    answer = hypothesis(fit, target, wave=wave).iloc[0]
     names = population_parameters(fit.idata.posterior)
-    return {"probability": target.probability(effect), "effect_mean": float(effect.mean()),
-            "effect_lower": float(np.quantile(effect, 0.05)), "effect_upper": float(np.quantile(effect, 0.95)),
+    return {"probability": float(answer["p_hypothesis"]), "effect_mean": float(answer["mean"]),
+            "effect_lower": float(answer["lower"]), "effect_upper": float(answer["upper"]),
             "sampling_seconds": fit.info["sampling_seconds"], **sampling_diagnostics(fit.idata, names)}
+
+
+def parse_target(text: str, arms: list[str]) -> Hypothesis:
+    """Read a target as `query` does, refusing one that compares nothing (e.g. 'control - control')."""
+    target = parse_hypothesis(text, arms)
+    if not any(target.weights.values()):
+        raise SpecError(f"target {text!r}: the arms cancel out; expected a contrast such as 'intensive - control > 0'")
+    return target
 
 
 @dataclass
@@ -169,9 +143,9 @@ def power(design: dict | str, n_per_arm=(50, 100, 200, 400), target: str = "inte
             truth = _with_drawn_effects(scaled, spec, np.random.default_rng([seed, i]), effect_sd) if effect_sd else scaled
             tasks.append(Task(f"n{n:05d}-sim{i:05d}", power_fit, {
                 "spec_json": spec.to_json(), "design": truth, "seed": seed * 100_003 + i,
-                "settings": spec.sampler, "target": goal.__dict__, "wave": wave}))
+                "settings": spec.sampler, "target": goal.text, "wave": wave}))
     out = Path(out)
-    manifest = {"kind": "power", "spec": spec.to_dict(), "design": design, "target": str(goal), "wave": wave,
+    manifest = {"kind": "power", "spec": spec.to_dict(), "design": design, "target": goal.text, "wave": wave,
                 "effect_sd": effect_sd, "seed": seed}
     batch = run_batch(tasks, out / "runs", scheduler=scheduler, n_workers=n_workers, manifest=manifest,
                       progress=progress, label=f"power {spec.name} on {design['name']}")
@@ -182,7 +156,7 @@ def power(design: dict | str, n_per_arm=(50, 100, 200, 400), target: str = "inte
     if not trials.empty:
         result.files = {"power": write_csv(table, out / "power.csv"), "trials": write_csv(trials, out / "trials.csv")}
         what = "assurance" if effect_sd else "power"
-        title = (f"{what.capitalize()}: P({goal}) >= {threshold:g}, model {spec.name}, design {design['name']}"
+        title = (f"{what.capitalize()}: P({goal.text}) >= {threshold:g}, model {spec.name}, design {design['name']}"
                  + (f", effect sd {effect_sd:g}" if effect_sd else "")
                  + (f", wave {wave}" if wave is not None else ""))
         result.files.update(save_figure(plot_power(table, title, what), out, "power_curve"))

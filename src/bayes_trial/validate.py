@@ -385,15 +385,10 @@ def plot_sbc(ranks: pd.DataFrame, summary: pd.DataFrame, title: str, rank_draws:
 
 
 def save_figure(fig, out: Path, stem: str) -> dict[str, Path]:
-    import matplotlib.pyplot as plt
+    """`figures.save_figure`, keyed for a result's `files`: STEM_png, STEM_svg."""
+    from .figures import save_figure as save
 
-    paths = {}
-    for ext in ("png", "svg"):
-        path = out / f"{stem}.{ext}"
-        fig.savefig(path, dpi=120, metadata={"Date": None} if ext == "svg" else None)
-        paths[f"{stem}_{ext}"] = path
-    plt.close(fig)
-    return paths
+    return dict(zip((f"{stem}_png", f"{stem}_svg"), save(fig, out, stem)))
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> Path:
