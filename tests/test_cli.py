@@ -77,5 +77,8 @@ def test_user_errors_exit_2_with_one_line(cli_fit, args, fragment):
 def test_every_command_is_documented():
     text = cli.build_parser().format_help()
     for command in ("simulate", "fit", "query", "diagnose", "ppc", "priors", "prior-check", "compare", "report", "run",
-                    "pool", "published-oss"):
+                    "pool", "published-oss", "sbc", "recovery", "power"):
         assert command in text
+    subcommands = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
+    for name, sub in subcommands.items():  # argparse only expands (and can choke on) '%' when help is shown
+        assert sub.format_help().startswith(f"usage: bayes-trial {name}")

@@ -127,8 +127,8 @@ def test_population_averaging_shrinks_log_odds_towards_zero():
 
 
 def test_recovery_records_intervals_and_reference_per_simulated_trial(tmp_path, scheduler):
-    result = validate.recovery("outflow", "small", sims=2, out=tmp_path, seed=4, scheduler=scheduler,
-                               progress=False, **FAST)
+    result = validate.recovery("outflow", "small", sims=2, out=tmp_path / "outflow_small", seed=4,
+                               scheduler=scheduler, progress=False, **FAST)
     assert not result.failed
     est = result.estimates
     assert est["sim"].nunique() == 2 and len(est) == 14
@@ -139,7 +139,12 @@ def test_recovery_records_intervals_and_reference_per_simulated_trial(tmp_path, 
     ref = result.reference.set_index("parameter")
     assert {"Intercept", "arm[exemption]", "arm[intensive]"} == set(ref.index)
     assert ref["population_averaged_difference"].notna().all()
-    assert (tmp_path / "coverage.csv").exists() and (tmp_path / "reference.csv").exists()
+    assert (tmp_path / "outflow_small" / "coverage.csv").exists() and (tmp_path / "outflow_small" / "reference.csv").exists()
+    combined = validate.combine_recovery(tmp_path)  # every run below the folder: one table, one figure
+    pd.testing.assert_frame_equal(pd.read_csv(combined["coverage"]), pd.read_csv(tmp_path / "outflow_small" / "coverage.csv"))
+    assert combined["coverage_png"].stat().st_size > 0
+    with pytest.raises(bt.SpecError, match="no recovery runs"):
+        validate.combine_recovery(tmp_path / "outflow_small")
 
 
 def test_bad_requests_are_refused(tmp_path):

@@ -3,7 +3,7 @@
     .venv/bin/python workflows/validation_runs.py sbc [--sims 100] [--models wellbeing,...] [--refit fit]
                                                       [--scheduler tcp://HOST:PORT]
     .venv/bin/python workflows/validation_runs.py recovery [--sims N] [--runs outflow_small,...]
-    .venv/bin/python workflows/validation_runs.py power [--sims 40]
+    .venv/bin/python workflows/validation_runs.py power [--sims 20] [--runs oss_self_direction,oss_intensive]
 
 Every run resumes from its `runs/` folder, so an interrupted run is restarted with the same command.
 """
@@ -19,7 +19,7 @@ OUT = Path(__file__).resolve().parents[1] / "data" / "validation"
 SBC_MODELS = ("wellbeing", "outflow", "trust_item", "job_applications")
 TOWNS8 = OUT / "designs" / "towns8.toml"
 # (model, design, simulated trials): the Gaussian model on eight towns costs minutes per fit here.
-RECOVERY_RUNS = (("outflow", "small", 40), ("outflow", TOWNS8, 40), ("wellbeing", "small", 30), ("wellbeing", TOWNS8, 10))
+RECOVERY_RUNS = (("outflow", "small", 40), ("outflow", TOWNS8, 40), ("wellbeing", "small", 20), ("wellbeing", TOWNS8, 10))
 
 
 def run_sbc(args) -> None:
@@ -43,27 +43,34 @@ def run_recovery(args) -> None:
     validate.combine_recovery(OUT / "recovery")
 
 
+# Oss's printed outflow (Tabel 2.3.1): self-direction +4.8 pp, intensive -0.7 pp against control.
+POWER_TARGETS = (("oss_self_direction", "self_direction - control > 0"), ("oss_intensive", "intensive - control > 0"))
+
+
 def run_power(args) -> None:
-    result = power.power("oss", spec="outflow", n_per_arm=(50, 100, 200, 400), target="intensive - control > 0",
-                         threshold=0.95, sims=args.sims, out=OUT / "power" / "oss_outflow", seed=1,
-                         scheduler=args.scheduler)
-    print(result.table.to_string(index=False))
+    for folder, target in POWER_TARGETS:
+        if args.runs and folder not in args.runs:
+            continue
+        result = power.power("oss", spec="outflow", n_per_arm=(50, 100, 200, 400), target=target, threshold=0.95,
+                             sims=args.sims, out=OUT / "power" / folder, seed=1, scheduler=args.scheduler)
+        print(f"\npower of P({target}) >= 0.95")
+        print(result.table.to_string(index=False))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("sbc", "recovery", "power"))
     parser.add_argument("--sims", type=int, default=None,
-                        help="simulations (defaults: sbc 100, recovery as in RECOVERY_RUNS, power 40)")
+                        help="simulations (defaults: sbc 100, recovery as in RECOVERY_RUNS, power 20 per size)")
     parser.add_argument("--models", type=lambda text: text.split(","), default=None,
                         help=f"sbc only: comma-separated models (default {','.join(SBC_MODELS)})")
     parser.add_argument("--refit", choices=("compiled", "fit"), default="compiled",
                         help="sbc only: refit with one compiled model per worker, or through bayes_trial.fit")
     parser.add_argument("--runs", type=lambda text: text.split(","), default=None,
-                        help="recovery only: comma-separated runs, e.g. outflow_small,wellbeing_towns8 (default all)")
+                        help="recovery or power: comma-separated runs, e.g. outflow_small,wellbeing_towns8 or oss_intensive (default all)")
     parser.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster, one worker per core)")
     args = parser.parse_args()
-    args.sims = args.sims or {"sbc": 100, "recovery": None, "power": 40}[args.what]
+    args.sims = args.sims or {"sbc": 100, "recovery": None, "power": 20}[args.what]
     {"sbc": run_sbc, "recovery": run_recovery, "power": run_power}[args.what](args)
 
 

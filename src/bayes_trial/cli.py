@@ -513,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_options(p, seed_help="seed of the layout and the prior draws (default 1)")
     p.set_defaults(func=cmd_sbc)
 
-    p = sub.add_parser("recovery", help="fit many simulated trials: bias, 50%/90% coverage, MixedLM/GLM reference")
+    p = sub.add_parser("recovery", help="fit many simulated trials: bias, 50%%/90%% coverage, MixedLM/GLM reference")
     p.add_argument("spec", help="model spec name or path")
     p.add_argument("--design", required=True, help="design name or TOML path (its parameters are the truth)")
     p.add_argument("--sims", type=int, default=50, help="simulated trials (default 50)")

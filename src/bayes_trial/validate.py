@@ -639,8 +639,35 @@ def combine_recovery(folder: str | os.PathLike) -> dict[str, Path]:
     if not parts:
         raise SpecError(f"{folder}: no recovery runs (no */estimates.csv)")
     estimates = pd.concat(parts, ignore_index=True)
-    return {"coverage": write_csv(coverage_table(estimates), folder / "coverage.csv"),
-            "reference": write_csv(reference_table(estimates), folder / "reference.csv")}
+    coverage = coverage_table(estimates)
+    return {"coverage": write_csv(coverage, folder / "coverage.csv"),
+            "reference": write_csv(reference_table(estimates), folder / "reference.csv"),
+            **save_figure(plot_coverage(coverage), folder, "coverage")}
+
+
+def plot_coverage(coverage: pd.DataFrame):
+    """Coverage of the 50% and 90% intervals per parameter and run, with +-2 binomial SE, against nominal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = list(coverage.groupby(["model", "design"], sort=False))
+    height = sum(len(g) for _, g in runs) * 0.22 + 1.2 * len(runs)
+    fig, axes = plt.subplots(len(runs), 1, figsize=(7.5, height), squeeze=False)
+    for ax, ((model, design), g) in zip(axes[:, 0], runs):
+        y = np.arange(len(g))[::-1]
+        for level, colour, shift in ((50, "C0", 0.15), (90, "C1", -0.15)):
+            ax.errorbar(g[f"coverage_{level}"], y + shift, xerr=2 * g[f"coverage_{level}_se"], fmt="o", ms=4,
+                        color=colour, capsize=2, label=f"{level}% interval")
+            ax.axvline(level / 100, color=colour, ls="--", lw=0.8)
+        ax.set_yticks(y, [f"{name} (true {truth:.3g})" for name, truth in zip(g["parameter"], g["truth"])], fontsize=7.5)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_title(f"{model} on design {design}: {int(g['sims'].max())} simulated trials", fontsize=9)
+    axes[0, 0].legend(fontsize=7.5, loc="lower left")
+    axes[-1, 0].set_xlabel("coverage: share of trials whose interval holds the truth (+-2 SE)")
+    fig.tight_layout()
+    return fig
 
 
 def _binomial_se(p: float, n: int) -> float:
