@@ -202,6 +202,6 @@ def plot_power(table: pd.DataFrame, title: str, what: str = "power"):
     ax.set_title(title, fontsize=9)
     for x, y, sims in zip(n, table["rate"], table["sims"]):
         ax.annotate(f"{sims} trials", (x, y), textcoords="offset points", xytext=(6, -12), fontsize=7, color="0.3")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     return fig
