@@ -142,7 +142,7 @@ def test_recovery_records_intervals_and_reference_per_simulated_trial(tmp_path, 
     assert (tmp_path / "outflow_small" / "coverage.csv").exists() and (tmp_path / "outflow_small" / "reference.csv").exists()
     combined = validate.combine_recovery(tmp_path)  # every run below the folder: one table, one figure
     pd.testing.assert_frame_equal(pd.read_csv(combined["coverage"]), pd.read_csv(tmp_path / "outflow_small" / "coverage.csv"),
-                                  rtol=1e-4)  # recomputed from estimates.csv, which stores 6 significant digits
+                                  rtol=1e-3, atol=1e-4)  # recomputed from estimates.csv (6 significant digits)
     assert combined["coverage_png"].stat().st_size > 0
     with pytest.raises(bt.SpecError, match="no recovery runs"):
         validate.combine_recovery(tmp_path / "outflow_small")
