@@ -20,7 +20,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 import traceback
 import uuid
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BayesTrialError
+from .paths import write_atomic
 
 MANIFEST = "manifest.json"
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -94,17 +94,7 @@ def execute(func: Callable[..., Any], kwargs: dict[str, Any]) -> dict:
 
 def write_json_atomic(path: Path, content: Any) -> None:
     """Write JSON so that `path` holds either nothing or the complete file, whatever kills us."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(content, handle, default=_jsonable, allow_nan=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, lambda handle: json.dump(content, handle, default=_jsonable, allow_nan=True))
 
 
 def read_results(results_dir: str | os.PathLike) -> dict[str, dict]:

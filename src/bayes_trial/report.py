@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from . import query
 from .errors import SpecError
 from .fit import Fit
 from .model import pymc_priors
+from .paths import write_atomic
 
 
 @dataclass
@@ -257,20 +257,14 @@ def render_html(blocks: list[Block]) -> str:
     return "\n".join(out)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def write_report(blocks: list[Block], out_dir: str | os.PathLike, name: str = "report") -> dict[str, Path]:
     """Write NAME.html (self-contained) and NAME.md into `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"html": out_dir / f"{name}.html", "md": out_dir / f"{name}.md"}
-    _write_atomic(paths["html"], render_html(blocks))
-    _write_atomic(paths["md"], render_markdown(blocks, out_dir))
+    page, markdown = render_html(blocks), render_markdown(blocks, out_dir)
+    write_atomic(paths["html"], lambda handle: handle.write(page))
+    write_atomic(paths["md"], lambda handle: handle.write(markdown))
     return paths
 
 

@@ -35,7 +35,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_trial.errors import SpecError
-from bayes_trial.paths import DESIGNS_DIR, resolve_bundled
+from bayes_trial.paths import DESIGNS_DIR, resolve_bundled, write_atomic
 
 __all__ = [
     "Simulation",
@@ -766,28 +765,14 @@ def _outcome_truth(o: dict, arms: list[str], waves: int) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def write_simulation(sim: Simulation, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write survey.csv, register.csv and truth.json into ``out_dir`` (created); atomic per file."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"survey": out / "survey.csv", "register": out / "register.csv", "truth": out / "truth.json"}
-    _atomic_write(paths["survey"], lambda fh: sim.survey.to_csv(fh, index=False, lineterminator="\n"))
-    _atomic_write(paths["register"], lambda fh: sim.register.to_csv(fh, index=False, lineterminator="\n"))
-    _atomic_write(paths["truth"], lambda fh: fh.write(json.dumps(sim.truth, indent=2, ensure_ascii=False) + "\n"))
+    write_atomic(paths["survey"], lambda fh: sim.survey.to_csv(fh, index=False, lineterminator="\n"))
+    write_atomic(paths["register"], lambda fh: sim.register.to_csv(fh, index=False, lineterminator="\n"))
+    write_atomic(paths["truth"], lambda fh: fh.write(json.dumps(sim.truth, indent=2, ensure_ascii=False) + "\n"))
     return paths
 
 

@@ -35,6 +35,7 @@ import pandas as pd
 from . import model as model_mod
 from .batch import Task, run_batch
 from .errors import SpecError
+from .paths import write_atomic
 from .simulate import load_design, simulate, validate_design
 from .spec import ModelSpec, load_spec, spec_from_json
 
@@ -392,11 +393,7 @@ def save_figure(fig, out: Path, stem: str) -> dict[str, Path]:
 
 
 def write_csv(table: pd.DataFrame, path: Path) -> Path:
-    content = table.to_csv(index=False, float_format="%.6g", lineterminator="\n")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(content, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda handle: table.to_csv(handle, index=False, float_format="%.6g", lineterminator="\n"))
 
 
 def _write_sbc(result: SBCResult, out: Path, title: str, rank_draws: int) -> dict[str, Path]:
