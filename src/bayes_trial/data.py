@@ -58,6 +58,7 @@ __all__ = [
     "load_survey",
     "load_register",
     "data_hash",
+    "wave_number",
 ]
 
 SURVEY_COLUMNS = ("participant_id", "municipality", "arm", "consultant_id", "wave")
@@ -631,21 +632,45 @@ def _parse_wave(df: pd.DataFrame, *, source: str, rows: np.ndarray) -> np.ndarra
     values = _codes_view(df, "wave").astype(object).tolist()
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
-        x: float | None
         if _is_missing(v):
             raise _fail(source, f"row {rows[i]}, column 'wave' is empty; {expected}")
-        if isinstance(v, (bool, np.bool_)):
-            x = None
-        elif isinstance(v, (int, float, np.integer, np.floating)):
-            x = float(v)
-        else:
-            s = str(v).strip()
-            m = _WAVE_TEXT_RE.match(s)
-            x = float(m.group(1)) if m else _parse_number(s)
-        if x is None or not math.isfinite(x) or x < 0 or x != int(x) or x > 1000:
-            raise _fail(source, f"row {rows[i]}, column 'wave': {_show(v)} is not a wave number; {expected}")
-        out[i] = int(x)
+        try:
+            out[i] = wave_number(v)
+        except ValueError:
+            raise _fail(source, f"row {rows[i]}, column 'wave': {_show(v)} is not a wave number; {expected}") from None
     return out
+
+
+def wave_number(value: Any) -> int:
+    """The wave number of one label as data files write it: 1, 1.0, '1', 't1' or 'T1' all give 1.
+
+    Parameters
+    ----------
+    value
+        A wave label: a whole non-negative number (up to 1000) or text such as ``'t0'``.
+
+    Returns
+    -------
+    int
+        The wave number (0 = baseline).
+
+    Raises
+    ------
+    ValueError
+        If `value` is not a wave label.
+    """
+    x: float | None
+    if _is_missing(value) or isinstance(value, (bool, np.bool_)):
+        x = None
+    elif isinstance(value, (int, float, np.integer, np.floating)):
+        x = float(value)
+    else:
+        s = str(value).strip()
+        m = _WAVE_TEXT_RE.match(s)
+        x = float(m.group(1)) if m else _parse_number(s)
+    if x is None or not math.isfinite(x) or x < 0 or x != int(x) or x > 1000:
+        raise ValueError(f"{_show(value)} is not a wave number")
+    return int(x)
 
 
 def _parse_binary(df: pd.DataFrame, col: str, *, source: str, rows: np.ndarray) -> np.ndarray:

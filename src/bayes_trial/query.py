@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +19,7 @@ import pandas as pd
 
 from .errors import SpecError
 from .fit import Fit
-from .model import TRIALS
+from .model import ID_COLUMNS, TRIALS
 
 DEFAULT_INTERVAL = 0.9
 # Disclosure control: no observed figure is shown for fewer persons than this (never below the floor).
@@ -42,32 +43,115 @@ def _seed(fit: Fit) -> int:
     return int(fit.spec.sampler.get("seed", 0))
 
 
-def _with_fresh_town_effects(fit: Fit):
-    """The posterior with every town-level effect replaced by a fresh draw from its fitted distribution.
+NEW_MUNICIPALITY = "new municipality"
 
-    Bambi predicts a new group by borrowing the draws of a randomly chosen existing group, which
-    with a handful of towns is just one of them again. A new town's effects should instead come
-    from Normal(0, SD) draw by draw; replacing the levels' draws with such draws makes whichever
-    level Bambi borrows a proper new-town draw. Rows of a new-town prediction belong to no existing
-    town, so the replaced draws are used for nothing else.
+
+def is_new_town(value) -> bool:
+    """Whether a municipality value asks for a new town ('new' or 'new municipality')."""
+    return isinstance(value, str) and value.strip().lower() in ("new", NEW_MUNICIPALITY)
+
+
+def town_terms(fit: Fit) -> list[str]:
+    """Posterior names of the group effects that belong to a town: its level, its arm effects, its consultants."""
+    posterior = fit.idata.posterior
+    return sorted(name for name in posterior.data_vars
+                  if "|" in name and not name.endswith("_sigma") and f"{name}_sigma" in posterior
+                  and "municipality" in name.split("|", 1)[1])
+
+
+def new_town_problem(fit: Fit) -> str | None:
+    """Why this fit cannot predict a new municipality, or None if it can.
+
+    A new town is drawn from the fitted spread between towns, which needs at least two towns in
+    the data and a town-level term in the model; without them a "new town" answer would only
+    repeat the observed town's (or the pooled) answer.
     """
+    if "municipality" not in fit.data:
+        return "a new municipality cannot be predicted: this model has no municipality"
+    towns = _levels(fit.data["municipality"])
+    if len(towns) < 2:
+        return (f"a new municipality cannot be predicted from one municipality ({towns[0]}): the spread "
+                "between towns is not estimated from these data (fit two or more towns)")
+    if not any(name.split("|", 1)[1] == "municipality" for name in town_terms(fit)):
+        return ("a new municipality cannot be predicted: the model has no town-level effects such as "
+                "(1|municipality) or (arm|municipality), so it does not estimate how towns differ")
+    return None
+
+
+def _new_town_level(factor: str, level: str) -> str:
+    """The level a group effect takes in the new town, for a level of an observed town.
+
+    Parts shared by all towns (wave, arm) keep their value; nested units (consultants) each become
+    a new unit, so their level names stay distinct.
+    """
+    parts = [p.strip() for p in factor.split(":")]
+    if parts == ["municipality"]:
+        return NEW_MUNICIPALITY
+    values = level.split(":")
+    if "municipality" in parts and len(values) == len(parts) and all(p == "municipality" or p not in ID_COLUMNS
+                                                                     for p in parts):
+        return ":".join(NEW_MUNICIPALITY if p == "municipality" else v for p, v in zip(parts, values))
+    return level
+
+
+def new_town_posterior(fit: Fit, *, seed: int | None = None):
+    """The posterior with every town's group effects replaced by the effects of one new town.
+
+    Each group effect that belongs to a town (`town_terms`: the town level, its arm effects, its
+    consultants, town-by-wave effects) is drawn afresh from its fitted distribution, draw by
+    draw: Normal(0, SD) with that draw's SD (Bambi's group effects are independent given their
+    SDs; there are no correlated terms to carry over). Every observed town gets the same new
+    draws, so predicting for the observed persons with their own rows gives their outcomes in
+    one new town; each consultant becomes a new consultant with a fresh draw, and crossed parts
+    (town-by-wave) get one draw per wave. The same new town serves every arm of a prediction.
+
+    This is the one place where new towns are made (query answers and outflow curves use it);
+    it never asks Bambi for new groups.
+
+    Parameters
+    ----------
+    fit
+        A fit with two or more towns and a town-level term (see `new_town_problem`).
+    seed
+        Seed of the fresh draws; default the fit's sampler seed + 1, so answers are reproducible.
+
+    Returns
+    -------
+    arviz.InferenceData
+        A copy of ``fit.idata`` with the town effects replaced.
+
+    Raises
+    ------
+    SpecError
+        If a new town cannot be predicted from this fit.
+    """
+    import xarray as xr
+
+    problem = new_town_problem(fit)
+    if problem:
+        raise SpecError(f"query: {problem}")
+    rng = np.random.default_rng(_seed(fit) + 1 if seed is None else seed)
     posterior = fit.idata.posterior.copy()
-    rng = np.random.default_rng(_seed(fit) + 1)
-    for name, values in fit.idata.posterior.data_vars.items():
-        if "|" in name and "municipality" in name.split("|", 1)[1] and not name.endswith("_sigma"):
-            standard = rng.standard_normal(values.shape)
-            posterior[name] = values.copy(data=standard) * fit.idata.posterior[f"{name}_sigma"]
-            posterior[name] = posterior[name].transpose(*values.dims)
+    for name in town_terms(fit):
+        values = posterior[name]
+        factor_dim = next(d for d in values.dims if d.endswith("__factor_dim"))
+        keys = [_new_town_level(name.split("|", 1)[1], str(v)) for v in values[factor_dim].to_numpy()]
+        unique, index = np.unique(keys, return_inverse=True)
+        other = [d for d in values.dims if d != factor_dim]
+        standard = xr.DataArray(rng.standard_normal((*[values.sizes[d] for d in other], len(unique))),
+                                dims=(*other, "new_level"), coords={d: values[d] for d in other if d in values.coords})
+        fresh = (standard * posterior[f"{name}_sigma"]).isel(new_level=xr.DataArray(index, dims=factor_dim))
+        posterior[name] = fresh.drop_vars("new_level", errors="ignore").assign_coords(
+            {factor_dim: values[factor_dim]}).transpose(*values.dims)
     idata = fit.idata.copy()
     idata.posterior = posterior
     return idata
 
 
-def _expected_outcome(fit: Fit, frame: pd.DataFrame, new_groups: bool = False) -> np.ndarray:
+def _expected_outcome(fit: Fit, frame: pd.DataFrame, new_town: bool = False) -> np.ndarray:
     """Posterior draws (chain*draw, rows) of each row's expected outcome on the outcome scale."""
-    idata = _with_fresh_town_effects(fit) if new_groups else fit.idata
-    predicted = fit.model.predict(idata, kind="response_params", data=frame, inplace=False,
-                                  sample_new_groups=new_groups, random_seed=_seed(fit))
+    idata = new_town_posterior(fit) if new_town else fit.idata
+    predicted = fit.model.predict(idata, kind="response_params", data=frame, inplace=False, random_seed=_seed(fit))
     parent = fit.model.family.likelihood.parent
     values = predicted.posterior[parent]
     if fit.prepared.family == "cumulative":
@@ -104,11 +188,14 @@ def standardised_means(fit: Fit, assignments: list[dict], frame: pd.DataFrame | 
     """Draws of the weighted mean expected outcome over `frame`, once per dict of column values.
 
     All counterfactual copies go through one `predict` call: Bambi's per-call overhead (design
-    matrices, graph evaluation) dominates otherwise. With `new_groups`, levels unseen in the data
-    (e.g. municipality="new municipality") get effects drawn from the fitted group distributions.
+    matrices, graph evaluation) dominates otherwise. With `new_groups`, the persons of `frame`
+    live in one new town (`new_town_posterior`), the same for every assignment; an assignment
+    of municipality "new" is then implied and ignored.
     """
     frame = population(fit) if frame is None else frame
-    draws = _expected_outcome(fit, _counterfactual_copies(fit, frame, assignments), new_groups=new_groups)
+    if new_groups:
+        assignments = [{k: v for k, v in a.items() if not (k == "municipality" and is_new_town(v))} for a in assignments]
+    draws = _expected_outcome(fit, _counterfactual_copies(fit, frame, assignments), new_town=new_groups)
     weights = _weights(fit, frame)
     size = len(frame)
     return [draws[:, i * size:(i + 1) * size] @ weights / weights.sum() for i in range(len(assignments))]
@@ -252,8 +339,12 @@ def format_table(table: pd.DataFrame, label: str, interval: float = DEFAULT_INTE
     return shown[columns].to_string(index=False)
 
 
-NEW_MUNICIPALITY = "new municipality"
 COMPARISONS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+# Spellings of the units a threshold may carry; an outcome in another unit accepts its own name.
+PERCENTAGE_POINTS = ("pp", "%", "percentage points", "percentage point", "procentpunt", "procentpunten")
+POINTS = ("points", "point", "pt", "pts", "punten", "punt")
+_THRESHOLD = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*(.*)$")
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"|`([^`]*)`")
 
 
 @dataclass(frozen=True)
@@ -266,34 +357,101 @@ class Hypothesis:
     threshold: float
 
 
-def parse_threshold(text: str, expression: str) -> float:
-    cleaned = text.strip().lower().replace(" ", "")
-    factor = 0.01 if cleaned.endswith(("pp", "%")) else 1.0
-    number = cleaned.rstrip("p%")
-    try:
-        return float(number) * factor
-    except ValueError:
-        raise SpecError(f"query {expression!r}: threshold {text.strip()!r} is not a number "
-                        "(expected e.g. 0, 0.3, 2pp or 2%)") from None
+def _unit_spellings(unit: str) -> tuple[str, ...]:
+    if unit == "pp":
+        return PERCENTAGE_POINTS
+    if unit == "points":
+        return POINTS
+    return (unit.lower(), unit.lower().rstrip("s"), unit.lower() + "s")
 
 
-def parse_hypothesis(expression: str, arm_names: list[str]) -> Hypothesis:
+def parse_threshold(text: str, expression: str, unit: str | None = None) -> float:
+    """A threshold on the outcome's natural scale: a probability for "pp" outcomes, else its own unit.
+
+    For an outcome in percentage points (`unit` "pp") a bare number is a probability (0.02) and
+    "2pp" or "2%" is 0.02; for other outcomes a bare number is in the outcome's unit, which may be
+    written after it ("0.5 points"). A unit that does not fit `unit` is an error; with `unit`
+    None (outcome unknown) "pp"/"%" are read as percentage points and nothing else is checked.
+    """
+    cleaned = text.strip()
+    match = _THRESHOLD.match(cleaned)
+    if not match:
+        raise SpecError(f"query {expression!r}: threshold {cleaned!r} is not a number "
+                        f"(expected e.g. 0, 0.3{', 2pp or 2%' if unit in (None, 'pp') else f' or 0.3 {unit}'})")
+    value, written = float(match.group(1)), " ".join(match.group(2).lower().split())
+    if not written:
+        return value
+    if written in PERCENTAGE_POINTS and unit in (None, "pp"):
+        return value / 100
+    if unit is not None and unit != "pp" and written in _unit_spellings(unit):
+        return value
+    expected = "pp (or a probability such as 0.02)" if unit == "pp" else unit
+    if unit is None:
+        raise SpecError(f"query {expression!r}: unit {match.group(2)!r} in {cleaned!r} is not known "
+                        "(expected a plain number or pp)")
+    raise SpecError(f"query {expression!r}: unit {match.group(2)!r} in {cleaned!r} does not fit this outcome, "
+                    f"which is measured in {expected}")
+
+
+def _arm_key(label: str) -> str:
+    return re.sub(r"[\s_\-]+", "_", label.strip().lower())
+
+
+def _arm_list(arm_names: list[str]) -> str:
+    return ", ".join(f"'{a}'" if not a.isidentifier() else a for a in arm_names)
+
+
+def resolve_arm(label: str, arm_names: list[str], expression: str) -> str:
+    """The arm that `label` names: exactly, or ignoring case and spaces/underscores/hyphens if unambiguous.
+
+    So "eigen_regie", "Eigen Regie" and "eigen-regie" all name the arm "eigen regie".
+    """
+    if label in arm_names:
+        return label
+    matches = [arm for arm in arm_names if _arm_key(arm) == _arm_key(label)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise SpecError(f"query {expression!r}: arm {label!r} could be {' or '.join(map(repr, matches))}; "
+                        "write the label exactly, in quotes")
+    raise SpecError(f"query {expression!r}: unknown arm {label!r} (arms in this fit: {_arm_list(arm_names)}; "
+                    "write a label with spaces in quotes, e.g. 'eigen regie', or with underscores, eigen_regie)")
+
+
+def parse_hypothesis(expression: str, arm_names: list[str], unit: str | None = None) -> Hypothesis:
     """Parse "intensive - control > 0.02" (or "2pp") into arm weights, comparison and threshold.
 
-    Thresholds are on the outcome's natural scale: a probability for outflow (0.02, or 2pp / 2%),
-    score points for scales. The comparison may be omitted ("intensive - control" means "> 0").
+    Arms are named as in the data; a label with spaces or other signs goes in quotes
+    ('eigen regie', "eigen regie" or `eigen regie`) or is written with underscores (eigen_regie);
+    case is ignored where that is unambiguous. Thresholds are on the outcome's natural scale (see
+    `parse_threshold`): a probability for outflow (0.02, or 2pp / 2%), score points for scales;
+    with `unit` given, a threshold in another unit is an error. The comparison may be omitted
+    ("intensive - control" means "> 0").
     """
-    lhs_text, compare, rhs_text = expression, ">", "0"
+    quoted: dict[str, str] = {}
+
+    def placeholder(match: re.Match) -> str:
+        name = f"__arm{len(quoted)}__"
+        quoted[name] = next(g for g in match.groups() if g is not None)
+        return f" {name} "
+
+    text = _QUOTED.sub(placeholder, expression)
+    if any(q in text for q in "'\"`"):
+        raise SpecError(f"query {expression!r}: a quote is not closed (write 'eigen regie' - controle > 0)")
+    lhs_text, compare, rhs_text = text, ">", "0"
     for symbol in (">=", "<=", ">", "<"):
-        if symbol in expression:
-            lhs_text, rhs_text = expression.split(symbol, 1)
+        if symbol in text:
+            lhs_text, rhs_text = text.split(symbol, 1)
             compare = symbol
             break
+    for name, label in quoted.items():
+        rhs_text = rhs_text.replace(name, repr(label))
     try:
         tree = ast.parse(lhs_text.strip(), mode="eval").body
     except SyntaxError:
-        raise SpecError(f"query {expression!r}: cannot read {lhs_text.strip()!r} "
-                        f"(expected arms combined with + and -, e.g. 'intensive - control > 0')") from None
+        raise SpecError(f"query {expression!r}: cannot read {expression.split(compare)[0].strip()!r} "
+                        "(expected arms combined with + and -, e.g. 'intensive - control > 0'; "
+                        "labels with spaces in quotes)") from None
     weights: dict[str, float] = {}
 
     def visit(node: ast.AST, sign: float) -> None:
@@ -302,21 +460,35 @@ def parse_hypothesis(expression: str, arm_names: list[str]) -> Hypothesis:
             visit(node.right, sign if isinstance(node.op, ast.Add) else -sign)
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             visit(node.operand, -sign if isinstance(node.op, ast.USub) else sign)
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div)) and isinstance(node.right, ast.Constant):
+        elif (isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Mult, ast.Div))
+              and isinstance(node.right, ast.Constant) and isinstance(node.right.value, (int, float))):
             factor = float(node.right.value)
             visit(node.left, sign * factor if isinstance(node.op, ast.Mult) else sign / factor)
-        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and isinstance(node.left, ast.Constant):
+        elif (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and isinstance(node.left, ast.Constant)
+              and isinstance(node.left.value, (int, float))):
             visit(node.right, sign * float(node.left.value))
         elif isinstance(node, ast.Name):
-            if node.id not in arm_names:
-                raise SpecError(f"query {expression!r}: unknown arm {node.id!r} (arms in this fit: {', '.join(arm_names)})")
-            weights[node.id] = weights.get(node.id, 0.0) + sign
+            arm = resolve_arm(quoted.get(node.id, node.id), arm_names, expression)
+            weights[arm] = weights.get(arm, 0.0) + sign
         else:
             raise SpecError(f"query {expression!r}: only arm names, numbers, +, -, * and / are allowed "
-                            f"(arms in this fit: {', '.join(arm_names)})")
+                            f"(arms in this fit: {_arm_list(arm_names)}; labels with spaces in quotes)")
 
     visit(tree, 1.0)
-    return Hypothesis(expression.strip(), weights, compare, parse_threshold(rhs_text, expression))
+    threshold = parse_threshold(rhs_text, expression, unit)
+    low = sum(min(w, 0.0) for w in weights.values())
+    high = sum(max(w, 0.0) for w in weights.values())
+    if unit == "pp" and _is_plain_number(rhs_text) and threshold != 0 and not low < threshold < high:
+        # "> 2" on outflow asks for a difference of 200 percentage points: surely meant as 2pp.
+        raise SpecError(f"query {expression!r}: a bare threshold is a probability, and {rhs_text.strip()} is "
+                        f"not strictly between {low:g} and {high:g}, the range of this contrast; for percentage points "
+                        f"write {rhs_text.strip()}pp")
+    return Hypothesis(expression.strip(), weights, compare, threshold)
+
+
+def _is_plain_number(text: str) -> bool:
+    match = _THRESHOLD.match(text.strip())
+    return bool(match) and not match.group(2)
 
 
 def _levels(values: pd.Series) -> list:
@@ -333,64 +505,141 @@ def _check_level(fit: Fit, column: str, value) -> None:
         raise SpecError(f"query: {column} {value!r} is not in this fit (expected one of: {', '.join(map(str, levels))})")
 
 
+def resolve_wave(fit: Fit, wave) -> int | None:
+    """The fit's wave for a label as the data write it (2, '2', 't2' or 'T2'); None stays None."""
+    if wave is None:
+        return None
+    from .data import wave_number
+
+    if "wave" not in fit.data:
+        raise SpecError(f"query: this fit has no waves (model {fit.spec.name!r} is fitted to {fit.spec.table} data); "
+                        "leave out --wave")
+    try:
+        number = wave_number(wave)
+    except ValueError:
+        number = None
+    if number is None or number not in waves(fit):
+        raise SpecError(f"query: wave {wave!r} is not in this fit (waves: "
+                        f"{', '.join(f'{w} (t{w})' for w in waves(fit))})")
+    return number
+
+
+def arms_by_town(fit: Fit) -> dict[str, list[str]]:
+    """The arms each town ran: those with persons in the fitted data, in the fit's arm order."""
+    data = fit.data
+    if fit.prepared.aggregated:
+        data = data[data[TRIALS] > 0]
+    ran = data.groupby("municipality", observed=True)["arm"].agg(lambda arms: set(map(str, arms)))
+    return {str(town): [arm for arm in arms(fit) if arm in ran[town]] for town in ran.index}
+
+
+def missing_arms_note(town: str, ran: list[str], wanted) -> str:
+    """'' if `town` ran every arm in `wanted`, else a note saying which it did not run."""
+    missing = [arm for arm in wanted if arm not in ran]
+    return f"{town} did not run {', '.join(missing)} (arms there: {', '.join(ran)})" if missing else ""
+
+
 def contrast_draws(fit: Fit, hypothesis: Hypothesis, frame: pd.DataFrame, wave, new_groups: bool = False,
-                    **assign) -> np.ndarray:
+                   **assign) -> np.ndarray:
+    """Draws of the hypothesis' arm combination, standardised over `frame` (in one new town with `new_groups`)."""
     extra = {} if wave is None else {"wave": wave}
     means = standardised_means(fit, [{"arm": arm, **extra, **assign} for arm in hypothesis.weights], frame,
                                new_groups=new_groups)
     return sum(weight * mean for weight, mean in zip(hypothesis.weights.values(), means))
 
 
-def hypothesis(fit: Fit, expression: str, *, by: str | None = None, wave: int | None = None,
+def hypothesis(fit: Fit, expression: str, *, by: str | None = None, wave: int | str | None = None,
                municipality: str | None = None, rope: tuple[float, float] | None = None,
                interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
     """Posterior of an arm contrast on the outcome scale, in the spirit of brms `hypothesis()`.
 
-    Returns one row per group of `by` ("municipality" or "wave"; per municipality the average is taken
-    over that town's participants and uses its fitted effects), plus a row for a new municipality
-    (effects drawn from the fitted town distribution) when `by="municipality"` or
-    `municipality="new"`. Columns: estimate mean, equal-tailed interval, P(hypothesis) and, with
-    `rope` (low, high on the natural outcome scale), P(inside ROPE). Reported in `unit`.
+    Parameters
+    ----------
+    fit
+        A stored or fresh fit (not a hazard fit: see `hazard.contrast_hypothesis`).
+    expression
+        Arms combined with + and -, and a comparison: "intensive - control > 2pp",
+        "'eigen regie' - controle > 0" (see `parse_hypothesis`). A threshold in a unit that does
+        not fit the outcome is an error.
+    by
+        "municipality": one row per town, averaged over that town's participants with its fitted
+        effects, then a row for a new municipality; "wave": one row per survey wave.
+    wave
+        Survey wave to answer at (2, "2" or "t2"); default the last wave. The `wave` column
+        of the result says which wave each row answers.
+    municipality
+        One town, or "new" for a town drawn from the fitted town distribution
+        (`new_town_posterior`).
+    rope
+        (low, high) on the natural outcome scale (probabilities for pp outcomes): adds P(inside ROPE).
+    interval
+        Width of the equal-tailed interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        hypothesis, [municipality, note], wave (survey models), unit, mean, lower, upper, interval,
+        p_hypothesis, [p_rope]; estimates in `unit`.
+
+    Notes
+    -----
+    Per-town answers exist only for arms a town ran. With `by="municipality"` a town that did not
+    run an arm of the hypothesis keeps its row with empty (NaN) estimates and a `note` saying which
+    arm it lacks; so does the new-town row when a new town cannot be predicted (one town in the data,
+    or no town-level effects in the model: `new_town_problem`). Asking for such a town directly
+    (`municipality=`) is an error. The new town runs every arm.
     """
-    parsed = parse_hypothesis(expression, arms(fit))
+    parsed = parse_hypothesis(expression, arms(fit), fit.spec.outcome_unit)
     if by not in (None, "municipality", "wave"):
         raise SpecError(f"query: --by {by!r} is not supported (expected municipality or wave)")
-    if wave is not None:
-        _check_level(fit, "wave", wave)
+    wave = resolve_wave(fit, wave)
     base = population(fit)
     has_waves = bool(waves(fit))
-    groups: list[tuple[dict, pd.DataFrame, dict, bool]] = []
+    wanted = [arm for arm, weight in parsed.weights.items() if weight != 0]
+    # (label, persons, assignment, new town, note): a note instead of an answer where there is none.
+    groups: list[tuple[dict, pd.DataFrame, dict, bool, str]] = []
     if by == "wave":
         if not has_waves:
             raise SpecError("query: --by wave needs a model with survey waves")
-        groups = [({"wave": w}, base, {}, False) for w in waves(fit)]
+        groups = [({"wave": w}, base, {}, False, "") for w in waves(fit)]
     elif by == "municipality" or municipality is not None:
-        towns = _levels(base["municipality"]) if by == "municipality" else [municipality]
+        if "municipality" not in fit.data:
+            raise SpecError(f"query: this fit has no 'municipality' (its model uses {', '.join(map(str, fit.data.columns))})")
+        ran = arms_by_town(fit)
+        towns = _levels(base["municipality"]) + [NEW_MUNICIPALITY] if by == "municipality" else [municipality]
         for town in towns:
-            if town in ("new", NEW_MUNICIPALITY):
-                groups.append(({"municipality": NEW_MUNICIPALITY}, base, {"municipality": NEW_MUNICIPALITY}, True))
-            else:
-                _check_level(fit, "municipality", town)
-                groups.append(({"municipality": town}, base[base["municipality"] == town], {}, False))
-        if by == "municipality":
-            groups.append(({"municipality": NEW_MUNICIPALITY}, base, {"municipality": NEW_MUNICIPALITY}, True))
+            if is_new_town(town):
+                problem = new_town_problem(fit)
+                if problem and by != "municipality":
+                    raise SpecError(f"query: {problem}")
+                groups.append(({"municipality": NEW_MUNICIPALITY, "note": problem or ""}, base, {}, True, problem or ""))
+                continue
+            _check_level(fit, "municipality", town)
+            note = missing_arms_note(str(town), ran.get(str(town), []), wanted)
+            if note and by != "municipality":
+                raise SpecError(f"query {expression!r}: {note}; per-town answers exist only for arms a town ran")
+            groups.append(({"municipality": town, "note": note}, base[base["municipality"] == town], {}, False, note))
     else:
-        groups = [({}, base, {}, False)]
+        groups = [({}, base, {}, False, "")]
     waves_to_report = [wave] if wave is not None else (waves(fit)[-1:] if has_waves else [None])
     scale = scale_factor(fit)
     compare = COMPARISONS[parsed.compare]
     rows = []
-    for label, frame, assign, new_groups in groups:
+    for label, frame, assign, new_groups, note in groups:
         for w in ([label["wave"]] if "wave" in label else waves_to_report):
-            draws = contrast_draws(fit, parsed, frame, w, new_groups=new_groups, **assign)
-            summary = summarise_draws(draws * scale, interval)
             row = {"hypothesis": parsed.text, **{k: v for k, v in label.items() if k != "wave"}, "wave": w,
-                   "unit": fit.spec.outcome_unit, "mean": summary["mean"], "lower": summary["lower"],
-                   "upper": summary["upper"], "interval": f"{interval:.0%} ETI",
-                   "p_hypothesis": float(np.mean(compare(draws, parsed.threshold)))}
+                   "unit": fit.spec.outcome_unit, "mean": np.nan, "lower": np.nan, "upper": np.nan,
+                   "interval": f"{interval:.0%} ETI", "p_hypothesis": np.nan}
             if rope is not None:
-                low, high = sorted(rope)
-                row["p_rope"] = float(np.mean((draws >= low) & (draws <= high)))
+                row["p_rope"] = np.nan
+            if not note:
+                draws = contrast_draws(fit, parsed, frame, w, new_groups=new_groups, **assign)
+                summary = summarise_draws(draws * scale, interval)
+                row.update(mean=summary["mean"], lower=summary["lower"], upper=summary["upper"],
+                           p_hypothesis=float(np.mean(compare(draws, parsed.threshold))))
+                if rope is not None:
+                    low, high = sorted(rope)
+                    row["p_rope"] = float(np.mean((draws >= low) & (draws <= high)))
             rows.append(row)
     table = pd.DataFrame(rows)
     if not has_waves:
