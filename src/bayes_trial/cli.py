@@ -114,15 +114,26 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_rope(text: str | None) -> tuple[float, float] | None:
+def _parse_rope(text: str | None, unit: str | None = None) -> tuple[float, float] | None:
+    """LOW,HIGH on the outcome scale; a unit written with them must be the outcome's `unit`."""
     if text is None:
         return None
     from .query import parse_threshold
 
     parts = text.split(",")
     if len(parts) != 2:
-        raise BayesTrialError(f"--rope {text!r}: expected LOW,HIGH on the outcome scale, e.g. -0.02,0.02 or -2pp,2pp")
-    return tuple(sorted(parse_threshold(part, f"--rope {text}") for part in parts))
+        example = "-0.02,0.02 or -2pp,2pp" if unit in (None, "pp") else f"-0.5,0.5 (in {unit})"
+        raise BayesTrialError(f"--rope {text!r}: expected LOW,HIGH on the outcome scale, e.g. {example}")
+    return tuple(sorted(parse_threshold(part, f"--rope {text!r}", unit) for part in parts))
+
+
+def _answer_wave_line(fit, args: argparse.Namespace, table) -> str | None:
+    """Which survey wave the answer is for, when the user did not choose one."""
+    if args.wave is not None or args.by == "wave" or "wave" not in table or table.empty:
+        return None
+    answered = sorted({int(w) for w in table["wave"].dropna()})
+    return (f"answered at wave {', '.join(map(str, answered))} (the last wave; choose another with --wave, "
+            "e.g. --wave t1)") if answered else None
 
 
 def cmd_query(args: argparse.Namespace) -> int:
@@ -140,29 +151,47 @@ def cmd_query(args: argparse.Namespace) -> int:
     if not args.expression:
         raise BayesTrialError("query: give an EXPRESSION such as 'intensive - control > 0'")
     table = query.hypothesis(fit, args.expression, by=args.by, wave=args.wave, municipality=args.municipality,
-                             rope=_parse_rope(args.rope), interval=args.interval)
+                             rope=_parse_rope(args.rope, fit.spec.outcome_unit), interval=args.interval)
     verdict = "PASS" if diagnosis.passed else "FAIL"
+    wave_line = _answer_wave_line(fit, args, table)
     if args.json:
         import json
 
+        records = [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+                   for row in table.to_dict(orient="records")]
         print(json.dumps({"fit": str(args.fit), "diagnostics": verdict, "diagnostic_messages": list(diagnosis.failed),
-                          "results": table.to_dict(orient="records")}, indent=2, default=str))
+                          **({"note": wave_line} if wave_line else {}), "results": records}, indent=2, default=str))
         return 0
     print(f"{fit.spec.name}: {args.expression}   [diagnostics {verdict}]")
     if not diagnosis.passed:
         print("WARNING: this fit FAILED its convergence diagnostics; do not rely on these numbers:")
         for message in diagnosis.failed:
             print(f"  - {message}")
+    if wave_line:
+        print(wave_line)
+    print(_format_answers(table, args.interval))
+    return 0
+
+
+def _format_answers(table, interval: float) -> str:
+    """The query table for the terminal: '—' where a town has no answer, its note after the numbers."""
+    import pandas as pd
+
+    def number(value, spec: str) -> str:
+        return "—" if pd.isna(value) else format(value, spec)
+
     shown = table.copy()
-    width = f"{args.interval:.0%}"
-    shown[f"{width} ETI"] = [f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(shown.pop("lower"), shown.pop("upper"))]
-    shown["mean"] = [f"{m:+.2f}" for m in shown["mean"]]
+    shown[f"{interval:.0%} ETI"] = ["—" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
+                                    for lo, hi in zip(shown.pop("lower"), shown.pop("upper"))]
+    shown["mean"] = [number(m, "+.2f") for m in shown["mean"]]
     for column in ("p_hypothesis", "p_rope"):
         if column in shown:
-            shown[column] = [f"{p:.3f}" for p in shown[column]]
+            shown[column] = [number(p, ".3f") for p in shown[column]]
+    notes = shown.pop("note") if "note" in shown else None
     shown = shown.drop(columns=["hypothesis", "interval"]).rename(columns={"p_hypothesis": "P(hypothesis)", "p_rope": "P(in ROPE)"})
-    print(shown.to_string(index=False))
-    return 0
+    if notes is not None and notes.astype(bool).any():
+        shown["note"] = notes
+    return shown.to_string(index=False)
 
 
 def _print_verdict(name: str, diagnosis) -> None:
@@ -177,17 +206,26 @@ def _query_hazard(fit, args: argparse.Namespace, diagnosis) -> int:
     from . import hazard
 
     months = args.month or [12, 16, 24]
+    if args.wave is not None:
+        raise BayesTrialError(f"{args.fit}: --wave applies to survey models; this hazard fit answers by month (--month)")
+    if args.rope is not None:
+        raise BayesTrialError(f"{args.fit}: --rope is not available for hazard fits")
     curves = hazard.outflow_curves(fit, by=args.by, municipality=args.municipality)
+    note = hazard.new_town_note(fit, args.by)
     if args.expression:
         table = hazard.contrast_hypothesis(fit, args.expression, months, curves=curves, interval=args.interval)
         if args.json:
             import json
 
+            records = [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+                       for row in table.to_dict(orient="records")]
             print(json.dumps({"fit": str(args.fit), "diagnostics": diagnosis.verdict.upper(),
-                              "results": table.to_dict(orient="records")}, indent=2, default=str))
+                              **({"note": note} if note else {}), "results": records}, indent=2, default=str))
             return 0
         _print_verdict(f"{fit.spec.name}: {args.expression}", diagnosis)
-        print(table.to_string(index=False))
+        if note:
+            print(f"note: {note}")
+        print(_format_answers(table, args.interval))
         return 0
     if args.json:
         import json
@@ -196,7 +234,8 @@ def _query_hazard(fit, args: argparse.Namespace, diagnosis) -> int:
                                   interval=args.interval).to_dict(orient="records")
                    for name, function in (("cumulative_incidence", hazard.cumulative_incidence),
                                           ("contrasts", hazard.contrasts_at), ("median_time", hazard.median_time))}
-        print(json.dumps({"fit": str(args.fit), "diagnostics": diagnosis.verdict.upper(), **results}, indent=2, default=str))
+        print(json.dumps({"fit": str(args.fit), "diagnostics": diagnosis.verdict.upper(), **({"note": note} if note else {}),
+                          **results}, indent=2, default=str))
         return 0
     _print_verdict(fit.spec.name, diagnosis)
     print(hazard.format_outflow(fit, months, by=args.by, municipality=args.municipality, interval=args.interval))
@@ -398,8 +437,18 @@ def cmd_power(args: argparse.Namespace) -> int:
     return 0
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with every argument error as one line `bayes-trial: error: ...` (exit 2), no usage dump."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("bayes-trial").strip()
+        where = f"{command}: " if command else ""
+        hint = f"see 'bayes-trial {command} --help'" if command else "see 'bayes-trial --help'"
+        self.exit(EXIT_USER_ERROR, f"bayes-trial: error: {where}{' '.join(message.split())} ({hint})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="bayes-trial",
         description="Bayesian hierarchical models for multi-site randomised social-policy trials.",
     )
@@ -424,12 +473,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("query", help="posterior probability of a hypothesis about arms, on the outcome scale")
     p.add_argument("fit", help="stored fit (.nc)")
-    p.add_argument("expression", nargs="?", help="e.g. 'intensive - control > 0' or 'self_direction - control > 2pp'")
+    p.add_argument("expression", nargs="?",
+                   help="e.g. 'intensive - control > 0' or \"'eigen regie' - controle > 2pp\" (arm labels with "
+                        "spaces in quotes or with underscores; thresholds in the outcome's unit)")
     p.add_argument("--month", type=int, action="append", default=[],
                    help="hazard fits: month(s) to answer at (default 12, 16, 24)")
-    p.add_argument("--by", choices=("municipality", "wave"), help="one answer per town (plus a new town) or per wave")
-    p.add_argument("--wave", type=int, help="survey wave to answer at (default: the last)")
-    p.add_argument("--municipality", help="one town, or 'new' for a town drawn from the fitted town distribution")
+    p.add_argument("--by", choices=("municipality", "wave"),
+                   help="one answer per town (plus a new town) or per wave; a town gets answers only for arms it ran")
+    p.add_argument("--wave", help="survey wave to answer at, as in the data (2, t2 or T2; default: the last, and the "
+                                  "output says which)")
+    p.add_argument("--municipality", help="one town, or 'new' for a town drawn from the fitted town distribution "
+                                          "(needs a fit with two or more towns)")
     p.add_argument("--rope", help="region of practical equivalence LOW,HIGH on the outcome scale (write --rope=-2pp,2pp)")
     p.add_argument("--interval", type=float, default=0.9, help="equal-tailed interval width (default 0.9)")
     p.add_argument("--strict", action="store_true", help="refuse to answer from a fit that fails its diagnostics")

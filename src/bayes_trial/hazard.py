@@ -27,7 +27,8 @@ from .errors import DataError, SpecError  # noqa: E402
 from .figures import arm_colours  # noqa: E402
 from .fit import Fit  # noqa: E402
 from .model import TRIALS, PreparedData, _drop_uninformed_terms, arm_levels, formula_columns, model_rows  # noqa: E402
-from .query import DEFAULT_INTERVAL, MIN_CELL, NEW_MUNICIPALITY, summarise_draws  # noqa: E402
+from .query import (DEFAULT_INTERVAL, MIN_CELL, NEW_MUNICIPALITY, arms_by_town, is_new_town,  # noqa: E402
+                    new_town_posterior, new_town_problem, summarise_draws)
 from .spec import ModelSpec  # noqa: E402
 
 MONTH_COLUMNS = ("months_to_outflow", "months_followed")
@@ -148,13 +149,14 @@ def _arms(fit: Fit) -> list[str]:
 
 
 def curve_draws(fit: Fit, persons: pd.DataFrame | None = None, *, new_town: bool = False,
-                seed: int | None = None) -> dict[str, np.ndarray]:
+                seed: int | None = None, arms: list[str] | None = None) -> dict[str, np.ndarray]:
     """Per arm, draws (samples x months) of the share of `persons` who left for work by each month.
 
     Every person (cell of `population`) is given the arm in turn, keeping their own town,
     consultant and covariates; their survival is the product of the monthly complements of the
     hazard, and the curves are averaged with the persons as weights. With `new_town`, the same
-    persons live in a town not in the data: see `new_town_shift`.
+    persons live in one new town, the same for every arm (`query.new_town_posterior`, seeded by
+    `seed`). `arms` limits the curves to those arms (default all).
     """
     persons = population(fit) if persons is None else persons
     grid_months = np.asarray(month_grid(fit))
@@ -162,89 +164,53 @@ def curve_draws(fit: Fit, persons: pd.DataFrame | None = None, *, new_town: bool
     grid = persons.drop(columns=TRIALS).iloc[np.repeat(np.arange(len(persons)), grid_months.size)].reset_index(drop=True)
     for name, values in time_columns(np.tile(grid_months, len(persons))).items():
         grid[name] = values
-    shift = new_town_shift(fit, grid, seed=fit.spec.sampler["seed"] if seed is None else seed) if new_town else None
+    idata = new_town_posterior(fit, seed=seed) if new_town else fit.idata
     curves = {}
-    for arm in _arms(fit):
+    for arm in arms or _arms(fit):
         grid["arm"] = pd.Categorical([arm] * len(grid), categories=_arms(fit), ordered=True)
-        predicted = fit.model.predict(fit.idata, kind="response_params", data=grid, inplace=False)
+        predicted = fit.model.predict(idata, kind="response_params", data=grid, inplace=False)
         hazard = predicted.posterior[fit.model.family.likelihood.parent].stack(sample=("chain", "draw"))
         hazard = hazard.transpose("sample", "__obs__").to_numpy()
-        if shift is not None:
-            hazard = 1 / (1 + (1 / np.clip(hazard, 1e-12, 1) - 1) * np.exp(-shift(arm)))
         incidence = 1 - np.cumprod(1 - hazard.reshape(-1, len(persons), grid_months.size), axis=2)
         curves[arm] = np.einsum("spm,p->sm", incidence, weights / weights.sum())
     return curves
 
 
-def new_town_shift(fit: Fit, grid: pd.DataFrame, *, seed: int):
-    """A function of the arm giving, per draw and row of `grid`, the log-odds change of moving to a new town.
+def _groups(fit: Fit, by: str | None, municipality: str | None) -> list[tuple[dict, pd.DataFrame, bool, list[str]]]:
+    """(label, persons, new_town, arms) for the whole population, each town and/or a new town.
 
-    Each group effect whose factor involves municipality (town level, town-by-arm, consultants
-    within towns) is taken out and replaced by a fresh draw from its fitted normal distribution,
-    draw by draw: one new town for all rows, one new consultant per consultant. The draws are
-    made once, so every arm meets the same new town and consultants (Bambi's own new groups
-    resample the effect of an existing town instead, independently per prediction).
+    A town's curves are for the arms it ran (`query.arms_by_town`); a new town runs every arm.
+    With `by`, a new town that cannot be predicted (`query.new_town_problem`) has no arms and a
+    label `note` saying why; asked for directly, it is an error.
     """
-    rng = np.random.default_rng(seed)
-    posterior = fit.idata.posterior
-    terms = []
-    for name in posterior.data_vars:
-        expr, _, factor = name.partition("|")
-        if not factor or factor.endswith("_sigma") or "municipality" not in factor.split(":"):
-            continue
-        effects = posterior[name].stack(sample=("chain", "draw"))
-        sigma = posterior[f"{name}_sigma"].stack(sample=("chain", "draw"))
-        factor_dim = next(d for d in effects.dims if d.endswith("__factor_dim"))
-        expr_dim = next((d for d in effects.dims if d.endswith("__expr_dim")), None)
-        levels = [str(v) for v in effects[factor_dim].to_numpy()]
-        row_levels = grid[factor.split(":")].astype(str).agg(":".join, axis=1).to_numpy()
-        new_levels = np.array([":".join([NEW_MUNICIPALITY if part == "municipality" else value for part, value in
-                                         zip(factor.split(":"), level.split(":"))]) for level in row_levels])
-        unique_new, new_index = np.unique(new_levels, return_inverse=True)
-        position = {level: i for i, level in enumerate(levels)}
-        old_index = np.array([position[level] for level in row_levels])
-        expr_levels = [str(v) for v in effects[expr_dim].to_numpy()] if expr_dim else [expr]
-        fitted = effects.transpose("sample", *([expr_dim] if expr_dim else []), factor_dim).to_numpy().reshape(
-            effects.sizes["sample"], len(expr_levels), len(levels))
-        scale = sigma.transpose("sample", ...).to_numpy().reshape(-1, len(expr_levels), 1)
-        fresh = rng.standard_normal((fitted.shape[0], len(expr_levels), len(unique_new))) * scale
-        terms.append((expr, expr_levels, fresh[:, :, new_index] - fitted[:, :, old_index]))
-
-    def shift(arm: str) -> np.ndarray:
-        total = np.zeros((posterior.sizes["chain"] * posterior.sizes["draw"], len(grid)))
-        for expr, expr_levels, change in terms:
-            if expr == "1":
-                total += change[:, 0]
-            elif expr == "arm":
-                if arm in expr_levels:
-                    total += change[:, expr_levels.index(arm)]
-            else:  # a numeric covariate varying by town
-                total += change[:, 0] * grid[expr].to_numpy(dtype=float)
-        return total
-
-    return shift
-
-
-def _groups(fit: Fit, by: str | None, municipality: str | None) -> list[tuple[dict, pd.DataFrame, bool]]:
-    """(label, persons, new_town) for the whole population, each town and/or a new town."""
     if by not in (None, "municipality"):
         raise SpecError(f"query: --by {by!r} is not supported for outflow curves (expected municipality)")
     persons = population(fit)
     if by is None and municipality is None:
-        return [({}, persons, False)]
-    towns = sorted(pd.unique(persons["municipality"])) if by == "municipality" else [municipality]
-    if by == "municipality":
-        towns.append(NEW_MUNICIPALITY)
+        return [({}, persons, False, _arms(fit))]
+    towns = sorted(pd.unique(persons["municipality"])) + [NEW_MUNICIPALITY] if by == "municipality" else [municipality]
+    ran = arms_by_town(fit)
     groups = []
     for town in towns:
-        if town in ("new", NEW_MUNICIPALITY):
-            groups.append(({"municipality": NEW_MUNICIPALITY}, persons, True))
+        if is_new_town(town):
+            problem = new_town_problem(fit)
+            if problem and by == "municipality":
+                groups.append(({"municipality": NEW_MUNICIPALITY, "note": problem}, persons, True, []))
+                continue
+            if problem:
+                raise SpecError(f"query: {problem}")
+            groups.append(({"municipality": NEW_MUNICIPALITY}, persons, True, _arms(fit)))
         elif town in set(persons["municipality"]):
-            groups.append(({"municipality": town}, persons[persons["municipality"] == town], False))
+            groups.append(({"municipality": town}, persons[persons["municipality"] == town], False, ran[str(town)]))
         else:
             raise SpecError(f"query: municipality {town!r} is not in this fit (expected one of: "
                             f"{', '.join(sorted(pd.unique(persons['municipality'])))}, or 'new')")
     return groups
+
+
+def new_town_note(fit: Fit, by: str | None) -> str:
+    """'' or why answers `by` municipality have no new-town answers (e.g. a fit with one town)."""
+    return (new_town_problem(fit) or "") if by == "municipality" else ""
 
 
 GroupCurves = list[tuple[dict, dict[str, np.ndarray]]]
@@ -253,9 +219,12 @@ GroupCurves = list[tuple[dict, dict[str, np.ndarray]]]
 def outflow_curves(fit: Fit, *, by: str | None = None, municipality: str | None = None) -> GroupCurves:
     """(label, curves per arm) for the whole population, or each town and a new town with `by`.
 
-    Computed once, they can be handed to `cumulative_incidence`, `contrasts_at` and `median_time`.
+    A town has curves for the arms it ran. A new town that cannot be predicted (one town in the
+    data) has none, and its label carries a `note` saying why. Computed once, they can be handed
+    to `cumulative_incidence`, `contrasts_at`, `median_time` and `contrast_hypothesis`.
     """
-    return [(label, curve_draws(fit, persons, new_town=new_town)) for label, persons, new_town in _groups(fit, by, municipality)]
+    return [(label, curve_draws(fit, persons, new_town=new_town, arms=arms) if arms else {})
+            for label, persons, new_town, arms in _groups(fit, by, municipality)]
 
 
 def _month_index(fit: Fit, wanted: list[int] | None) -> list[int]:
@@ -297,13 +266,16 @@ def cumulative_incidence(fit: Fit, months: list[int] | None = None, *, by: str |
 def contrasts_at(fit: Fit, months: list[int] = (12, 16, 24), *, by: str | None = None,
                  municipality: str | None = None, interval: float = DEFAULT_INTERVAL,
                  curves: GroupCurves | None = None) -> pd.DataFrame:
-    """Each arm against control in percentage points who left for work by each of `months`, with P(> 0)."""
+    """Each arm against control in percentage points who left for work by each of `months`, with P(> 0).
+
+    Per town, only the arms that town ran, and none where it ran no control arm.
+    """
     index = _month_index(fit, list(months))
     grid = month_grid(fit)
     control = fit.spec.control_arm
     rows = []
     for label, by_arm in curves or outflow_curves(fit, by=by, municipality=municipality):
-        for arm in [a for a in by_arm if a != control]:
+        for arm in [a for a in by_arm if a != control and control in by_arm]:
             for i in index:
                 rows.append({**label, "contrast": f"{arm} - {control}", "month": grid[i], "unit": "pp",
                              **summarise_draws(100 * (by_arm[arm][:, i] - by_arm[control][:, i]), interval)})
@@ -369,7 +341,11 @@ def format_outflow(fit: Fit, months: list[int] = (12, 16, 24), *, by: str | None
     half["months"] = half["median"].map(lambda v: _months_text(v, last))
     half[f"{pct} interval"] = [f"[{_months_text(lo, last)}, {_months_text(hi, last)}]"
                                for lo, hi in zip(half["lower"], half["upper"])]
+    notes = [note for note in [new_town_note(fit, by)] if note]
+    if by or municipality:
+        notes.append("per town: only the arms that town ran")
     return "\n\n".join([
+        *[f"note: {note}" for note in notes],
         f"Left for paid work by month (g-computation over the observed population, {pct} intervals):",
         incidence[[*place, "arm", "month", "left for work", f"{pct} interval"]].to_string(index=False),
         "Difference from control:",
@@ -452,19 +428,35 @@ def plot_outflow_contrast(fit: Fit, *, interval: float = DEFAULT_INTERVAL):
 def contrast_hypothesis(fit: Fit, expression: str, months: list[int] = (12, 16, 24), *, by: str | None = None,
                         municipality: str | None = None, interval: float = DEFAULT_INTERVAL,
                         curves: GroupCurves | None = None) -> pd.DataFrame:
-    """`query.hypothesis` for outflow curves: e.g. "intensive - control > 2pp" by each of `months`."""
-    from .query import COMPARISONS, parse_hypothesis
+    """`query.hypothesis` for outflow curves: e.g. "intensive - control > 2pp" by each of `months`.
 
+    Thresholds are in percentage points (2pp, 2%) or probabilities (0.02). Per town (`by` or
+    `municipality`) there are answers only for arms the town ran: with `by` a town lacking an arm
+    of the hypothesis has rows with empty (NaN) estimates and a `note`; asked for directly, it is an
+    error. Per-town tables have a `note` column.
+    """
+    from .query import COMPARISONS, missing_arms_note, parse_hypothesis
+
+    parsed = parse_hypothesis(expression, _arms(fit), "pp")
+    wanted = [arm for arm, weight in parsed.weights.items() if weight != 0]
     index = _month_index(fit, list(months))
     grid = month_grid(fit)
+    holds = COMPARISONS[parsed.compare]
+    groups = curves or outflow_curves(fit, by=by, municipality=municipality)
     rows = []
-    for label, by_arm in curves or outflow_curves(fit, by=by, municipality=municipality):
-        parsed = parse_hypothesis(expression, list(by_arm))
-        holds = COMPARISONS[parsed.compare]
+    for label, by_arm in groups:
+        note = label.get("note") or (missing_arms_note(str(label["municipality"]), list(by_arm), wanted)
+                                     if "municipality" in label else "")
+        if note and len(groups) == 1:
+            raise SpecError(f"query {expression!r}: {note}; per-town answers exist only for arms a town ran")
         for i in index:
-            draws = sum(weight * by_arm[arm][:, i] for arm, weight in parsed.weights.items())
-            summary = summarise_draws(100 * draws, interval)
-            rows.append({**label, "hypothesis": parsed.text, "month": grid[i], "unit": "pp", "mean": summary["mean"],
-                         "lower": summary["lower"], "upper": summary["upper"], "interval": f"{interval:.0%} ETI",
-                         "p_hypothesis": float(np.mean(holds(draws, parsed.threshold)))})
+            row = {**label, **({"note": note} if "municipality" in label else {}), "hypothesis": parsed.text,
+                   "month": grid[i], "unit": "pp", "mean": np.nan, "lower": np.nan, "upper": np.nan,
+                   "interval": f"{interval:.0%} ETI", "p_hypothesis": np.nan}
+            if not note:
+                draws = sum(weight * by_arm[arm][:, i] for arm, weight in parsed.weights.items())
+                summary = summarise_draws(100 * draws, interval)
+                row.update(mean=summary["mean"], lower=summary["lower"], upper=summary["upper"],
+                           p_hypothesis=float(np.mean(holds(draws, parsed.threshold))))
+            rows.append(row)
     return pd.DataFrame(rows)

@@ -365,18 +365,19 @@ def _unit_spellings(unit: str) -> tuple[str, ...]:
     return (unit.lower(), unit.lower().rstrip("s"), unit.lower() + "s")
 
 
-def parse_threshold(text: str, expression: str, unit: str | None = None) -> float:
+def parse_threshold(text: str, where: str, unit: str | None = None) -> float:
     """A threshold on the outcome's natural scale: a probability for "pp" outcomes, else its own unit.
 
     For an outcome in percentage points (`unit` "pp") a bare number is a probability (0.02) and
     "2pp" or "2%" is 0.02; for other outcomes a bare number is in the outcome's unit, which may be
     written after it ("0.5 points"). A unit that does not fit `unit` is an error; with `unit`
     None (outcome unknown) "pp"/"%" are read as percentage points and nothing else is checked.
+    Errors start with `where` (e.g. "query 'a - b > 2pp'").
     """
     cleaned = text.strip()
     match = _THRESHOLD.match(cleaned)
     if not match:
-        raise SpecError(f"query {expression!r}: threshold {cleaned!r} is not a number "
+        raise SpecError(f"{where}: threshold {cleaned!r} is not a number "
                         f"(expected e.g. 0, 0.3{', 2pp or 2%' if unit in (None, 'pp') else f' or 0.3 {unit}'})")
     value, written = float(match.group(1)), " ".join(match.group(2).lower().split())
     if not written:
@@ -387,9 +388,9 @@ def parse_threshold(text: str, expression: str, unit: str | None = None) -> floa
         return value
     expected = "pp (or a probability such as 0.02)" if unit == "pp" else unit
     if unit is None:
-        raise SpecError(f"query {expression!r}: unit {match.group(2)!r} in {cleaned!r} is not known "
+        raise SpecError(f"{where}: unit {match.group(2)!r} in {cleaned!r} is not known "
                         "(expected a plain number or pp)")
-    raise SpecError(f"query {expression!r}: unit {match.group(2)!r} in {cleaned!r} does not fit this outcome, "
+    raise SpecError(f"{where}: unit {match.group(2)!r} in {cleaned!r} does not fit this outcome, "
                     f"which is measured in {expected}")
 
 
@@ -475,7 +476,7 @@ def parse_hypothesis(expression: str, arm_names: list[str], unit: str | None = N
                             f"(arms in this fit: {_arm_list(arm_names)}; labels with spaces in quotes)")
 
     visit(tree, 1.0)
-    threshold = parse_threshold(rhs_text, expression, unit)
+    threshold = parse_threshold(rhs_text, f"query {expression!r}", unit)
     low = sum(min(w, 0.0) for w in weights.values())
     high = sum(max(w, 0.0) for w in weights.values())
     if unit == "pp" and _is_plain_number(rhs_text) and threshold != 0 and not low < threshold < high:
