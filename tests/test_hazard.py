@@ -268,3 +268,51 @@ def test_figures_and_stored_fit(hazard_fit, tmp_path):
     loaded = bt.load(bt.save(hazard_fit, tmp_path / "hazard.nc"))
     assert loaded.spec.family == "hazard"
     pd.testing.assert_frame_equal(hazard.contrasts_at(loaded, [16]), hazard.contrasts_at(hazard_fit, [16]))
+
+
+# ---------------------------------------------------------------------------------------------
+# new towns and towns that did not run every arm (issue 14, item 2)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_new_town_curves_come_from_the_shared_new_town_posterior(hazard_fit):
+    persons = hazard.population(hazard_fit)
+    curves = hazard.curve_draws(hazard_fit, persons, new_town=True, seed=7, arms=["intensive"])
+    assert list(curves) == ["intensive"]
+    first = hazard.month_grid(hazard_fit)[0]
+    grid = persons.drop(columns=TRIALS).assign(
+        arm=pd.Categorical(["intensive"] * len(persons), categories=hazard_fit.data["arm"].cat.categories, ordered=True),
+        **hazard.time_columns(np.full(len(persons), first)))
+    predicted = hazard_fit.model.predict(query.new_town_posterior(hazard_fit, seed=7), kind="response_params",
+                                         data=grid, inplace=False)
+    monthly = predicted.posterior[hazard_fit.model.family.likelihood.parent].stack(sample=("chain", "draw"))
+    weights = persons[TRIALS].to_numpy(dtype=float)
+    expected = monthly.transpose("sample", "__obs__").to_numpy() @ (weights / weights.sum())
+    np.testing.assert_allclose(curves["intensive"][:, 0], expected)  # month 1: the share leaving is the hazard
+
+
+@pytest.fixture(scope="module")
+def uneven_hazard_fit() -> bt.Fit:
+    """Three towns; Deventer ran no intensive arm."""
+    design = hazard_design()
+    design["towns"].append({"name": "Deventer", "participants": {"control": 40, "exemption": 40},
+                            "consultants": {"control": 1, "exemption": 1}})
+    return bt.sample(bt.load_spec("outflow_hazard"), bt.simulate(design, seed=4).register, progress=False, **FAST)
+
+
+def test_towns_have_curves_only_for_arms_they_ran(uneven_hazard_fit):
+    fit = uneven_hazard_fit
+    incidence = hazard.cumulative_incidence(fit, [12], by="municipality")
+    arms = incidence.groupby("municipality")["arm"].agg(list).to_dict()
+    assert arms["Deventer"] == ["control", "exemption"]
+    assert arms["Oss"] == arms[query.NEW_MUNICIPALITY] == ["control", "exemption", "intensive"]
+    contrasts = hazard.contrasts_at(fit, [12], by="municipality")
+    assert set(contrasts.loc[contrasts["municipality"] == "Deventer", "contrast"]) == {"exemption - control"}
+    table = hazard.contrast_hypothesis(fit, "intensive - control > 2pp", [12], by="municipality").set_index("municipality")
+    assert np.isnan(table.loc["Deventer", "mean"]) and "Deventer did not run intensive" in table.loc["Deventer", "note"]
+    new = table.loc[query.NEW_MUNICIPALITY]
+    assert new["note"] == "" and new["lower"] < new["mean"] < new["upper"]
+    with pytest.raises(SpecError, match="Deventer did not run intensive"):
+        hazard.contrast_hypothesis(fit, "intensive - control", [12], municipality="Deventer")
+    with pytest.raises(SpecError, match="unit 'points'"):
+        hazard.contrast_hypothesis(fit, "intensive - control > 2 points", [12])

@@ -113,7 +113,7 @@ def new_town_posterior(fit: Fit, *, seed: int | None = None):
     fit
         A fit with two or more towns and a town-level term (see `new_town_problem`).
     seed
-        Seed of the fresh draws; default the fit's sampler seed + 1, so answers are reproducible.
+        Seed of the fresh draws; default the fit's sampler seed, so answers are reproducible.
 
     Returns
     -------
@@ -130,7 +130,7 @@ def new_town_posterior(fit: Fit, *, seed: int | None = None):
     problem = new_town_problem(fit)
     if problem:
         raise SpecError(f"query: {problem}")
-    rng = np.random.default_rng(_seed(fit) + 1 if seed is None else seed)
+    rng = np.random.default_rng(_seed(fit) if seed is None else seed)
     posterior = fit.idata.posterior.copy()
     for name in town_terms(fit):
         values = posterior[name]
