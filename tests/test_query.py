@@ -221,6 +221,7 @@ def test_wave_labels_and_the_wave_answered(wellbeing_fit, wellbeing_fit_path, ca
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     ([], "required: COMMAND"),
     (["query", "fit.nc", "--colour", "red"], "unrecognized arguments"),
+    (["power", "--design", "small", "--out", "x", "--wave", "tx"], "'tx' is not a wave"),
 ])
 def test_argument_errors_are_one_line(argv, fragment, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -437,6 +437,15 @@ def cmd_power(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wave_argument(text: str) -> int:
+    from .data import wave_number
+
+    try:
+        return wave_number(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a wave (expected e.g. 2, t2 or T2)") from None
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with every argument error as one line `bayes-trial: error: ...` (exit 2), no usage dump."""
 
@@ -583,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="contrast as `query` reads it, e.g. 'intensive - control > 2pp' (default '... > 0')")
     p.add_argument("--threshold", type=float, default=0.95, help="decision: P(target) >= this (default 0.95)")
     p.add_argument("--sims", type=int, default=100, help="simulated trials per size (default 100)")
-    p.add_argument("--wave", type=int, help="survey outcomes: wave of the decision (default the last)")
+    p.add_argument("--wave", type=_wave_argument, help="survey outcomes: wave of the decision, 2, t2 or T2 (default the last)")
     p.add_argument("--effect-sd", type=float, default=0.0, dest="effect_sd",
                    help="assurance: SD of the true effects around the design's (link scale; default 0 = power)")
     _add_batch_options(p, seed_help="simulation seed (default 1)")
