@@ -12,7 +12,6 @@ import dataclasses
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 from conftest import FAST
 
