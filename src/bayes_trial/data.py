@@ -887,6 +887,9 @@ def _check_arms(
         folded = [a for a in present if a.casefold() == str(control_arm).casefold()]
         if folded:
             hint = f" (found {_show(folded[0])}: arm names are case-sensitive)"
+        else:
+            close = difflib.get_close_matches(str(control_arm), present, n=1, cutoff=0.6)
+            hint = f" (--control {_show(close[0])}?)" if close else ""
         raise _fail(
             source,
             f"control arm {_show(str(control_arm))} not found in column arm{hint}; "
@@ -1118,15 +1121,15 @@ def model_columns(spec: Any) -> list[str]:
 
 def load_for_spec(
     spec: Any, path: str | os.PathLike, *, columns: Mapping[str, str] | None = None,
-    where: str = "--columns",
+    where: str = "--columns", targets: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Read and validate the table that `spec` models, with its outcome's range and control arm.
 
-    `columns` maps the file's names to the contract's (checked against :func:`model_columns`;
-    `where` names the option or table it came from in errors).
+    `columns` maps the file's names to the contract's; its targets must be among `targets`
+    (default: :func:`model_columns` of `spec`); `where` names the option or table it came from.
     """
     if columns:
-        columns = check_column_mapping(columns, where=where, targets=model_columns(spec))
+        columns = check_column_mapping(columns, where=where, targets=model_columns(spec) if targets is None else targets)
     kwargs = {"control_arm": spec.control_arm, "columns": columns}
     if spec.table == "survey":
         return load_survey(path, outcomes={spec.outcome: tuple(spec.bounds)}, **kwargs)
