@@ -128,6 +128,9 @@ def model_rows(spec: ModelSpec, frame: pd.DataFrame, columns: list[str],
         raise DataError(f"{where}: no complete rows for {', '.join(used)}")
     if "arm" in data:
         _check_contrast(spec, data, where)
+    if "wave" in data and "wave" in fixed_terms(spec.formula) and data["wave"].nunique() < 2:
+        raise DataError(f"{where}: every row with {spec.outcome} known is from wave {data['wave'].iloc[0]}; "
+                        "the formula's wave effects need outcomes from at least two waves")
     for col in ID_COLUMNS:
         if col in data:
             data[col] = data[col].astype(str).astype(object)
