@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from bayes_trial.data import (
     MAX_ABS_VALUE,
     REGISTER_COLUMNS,
+    SOURCE_ATTR,
     SURVEY_COLUMNS,
     data_hash,
     load_register,
@@ -146,7 +147,7 @@ def test_good_survey_files_give_the_same_data(name):
     assert "Nij-É06" in set(df["participant_id"])  # Unicode ids kept
     assert set(df["arm"]) == set(ARMS)
     assert isinstance(df.index, pd.RangeIndex)
-    assert df.attrs == {}
+    assert df.attrs == {SOURCE_ATTR: name}  # only the file name, for later errors
 
 
 @pytest.mark.parametrize("name", GOOD_REGISTERS)

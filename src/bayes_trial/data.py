@@ -19,7 +19,12 @@ and return it normalised:
 * declared outcome columns are ``float64`` (``NaN`` = no answer);
 * ``outflow_work`` is ``int64`` 0/1; ``months_to_outflow`` and ``months_followed`` are
   ``float64`` (``NaN`` when there was no outflow);
-* every other column is kept unchanged; the index is a fresh ``RangeIndex``.
+* every other column is kept unchanged; the index is a fresh ``RangeIndex``;
+* ``attrs`` holds only :data:`SOURCE_ATTR`, the file name, so that a model that cannot be fitted
+  to these rows (one arm only, ...) can name the file.
+
+A column mapping (``columns=``, from ``--columns`` or a workflow's ``[data.columns]``) renames the
+user's columns first; :func:`missing_outcome_counts` counts the rows a model leaves out.
 
 Every problem raises :class:`bayes_trial.errors.DataError` with a one-line message that names the
 file, the row (as a spreadsheet shows it: the header is row 1, the first data row is row 2),
