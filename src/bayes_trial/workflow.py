@@ -124,7 +124,7 @@ def load_workflow(path: str | os.PathLike, *, columns: dict[str, str] | None = N
         models.append(spec.with_priors(priors).with_sampler(**{k: entry[k] for k in SAMPLER_KEYS if k in entry}))
     if data.get("columns"):
         data["columns"] = data_mod.check_column_mapping(
-            data["columns"], where=f"{path}: [data.columns]",
+            data["columns"], where="--columns" if columns else f"{path}: [data.columns]",
             targets=[c for spec in models for c in data_mod.model_columns(spec)] or data_mod.CONTRACT_COLUMNS)
     if not models and not published:
         raise SpecError(f"{path}: nothing to do (no [[models]] to fit and no [published] analysis)")
