@@ -54,6 +54,7 @@ def corpus() -> list[tuple[str, str, str]]:
 CORPUS = corpus()
 DATA_CASES = [c for c in CORPUS if "/" not in c[0] and (BAD / c[0]).is_file()]
 SPEC_CASES = [c for c in CORPUS if c[0].startswith("specs/")]
+UNFITTABLE_CASES = [c for c in CORPUS if c[0].startswith("unfittable/")]
 FIT_CASES = [c for c in CORPUS if c[0].startswith("fits/")]
 
 
@@ -69,7 +70,7 @@ def test_readme_lists_every_file_and_folder():
     listed = {name for name, _, _ in CORPUS}
     on_disk = {str(p.relative_to(BAD)) for p in BAD.rglob("*") if p.name != "README.md"}
     assert on_disk == listed
-    assert len(DATA_CASES) >= 25 and len(SPEC_CASES) >= 10 and len(FIT_CASES) >= 5
+    assert len(DATA_CASES) >= 25 and len(SPEC_CASES) >= 10 and len(FIT_CASES) >= 5 and len(UNFITTABLE_CASES) >= 5
     assert (BAD / "fits" / "truncated.nc").stat().st_size < 200_000
 
 
@@ -131,7 +132,16 @@ def test_bad_data_file_fails_in_one_line_before_sampling(name, what, fragment, n
     assert_untouched(earlier_fit)
 
 
-@pytest.mark.parametrize("folder", ["specs", "fits"])
+@pytest.mark.parametrize(("name", "what", "fragment"), UNFITTABLE_CASES, ids=ids(UNFITTABLE_CASES))
+def test_unfittable_data_fail_in_one_line_naming_the_file(name, what, fragment, no_sampling, earlier_fit, capsys):
+    argv = ["fit", data_spec(Path(name).name), "--data", str(BAD / name), "--out", str(earlier_fit), "--quiet"]
+    code, err = run_main(argv, capsys)
+    line = assert_one_line_error(code, err, names=(Path(name).name,), fragment=fragment)
+    assert line.startswith(f"bayes-trial: error: {Path(name).name}: "), line
+    assert_untouched(earlier_fit)
+
+
+@pytest.mark.parametrize("folder", ["specs", "fits", "unfittable"])
 def test_data_folder_without_a_data_table_fails_in_one_line(folder, no_sampling, earlier_fit, capsys):
     argv = ["fit", "wellbeing", "--data", str(BAD / folder), "--out", str(earlier_fit)]
     code, err = run_main(argv, capsys)

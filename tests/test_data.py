@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from bayes_trial.data import (
     MAX_ABS_VALUE,
     REGISTER_COLUMNS,
+    SOURCE_ATTR,
     SURVEY_COLUMNS,
     data_hash,
     load_register,
@@ -146,7 +147,7 @@ def test_good_survey_files_give_the_same_data(name):
     assert "Nij-É06" in set(df["participant_id"])  # Unicode ids kept
     assert set(df["arm"]) == set(ARMS)
     assert isinstance(df.index, pd.RangeIndex)
-    assert df.attrs == {}
+    assert df.attrs == {SOURCE_ATTR: name}  # only the file name, for later errors
 
 
 @pytest.mark.parametrize("name", GOOD_REGISTERS)
@@ -586,3 +587,116 @@ def test_prefix_of_valid_file_never_crashes(tmp_path, df, data):
         validate_survey(read_table(path))
     except DataError as exc:
         assert one_line(str(exc))
+
+
+# --------------------------------------------------------------------------------------------
+# column mapping, Dutch names, control arm, missing outcomes (issue 14, items 9, 10, 12)
+# --------------------------------------------------------------------------------------------
+
+from bayes_trial.data import (  # noqa: E402
+    check_column_mapping,
+    missing_outcome_counts,
+    parse_column_mapping,
+)
+
+DUTCH = {"participant_id": "klantnummer", "municipality": "gemeente", "arm": "groep",
+         "consultant_id": "consulent", "wave": "meting", "wellbeing": "welzijn"}
+DUTCH_MAPPING = "klantnummer=participant_id,gemeente=municipality,groep=arm,consulent=consultant_id,meting=wave,welzijn=wellbeing"
+
+
+def dutch_sav(path: Path) -> Path:
+    """An SPSS export as a municipality makes it: Dutch names, labelled arm codes, text waves,
+    ids with leading zeros, non-response and persons without a consultant."""
+    rows = []
+    for i in range(1, 7):
+        arm = 1 + (i - 1) % 3
+        for wave in ("t0", "t1", "t2"):
+            answered = wave == "t0" or i % 2 == 0
+            rows.append((f"{i:05d}", "Oss" if i < 4 else "Ede", arm, "" if i == 5 else f"k{arm}", wave,
+                         6.0 + arm / 2 if answered else np.nan, float(i % 2)))
+    df = pd.DataFrame(rows, columns=["klantnummer", "gemeente", "groep", "consulent", "meting", "welzijn", "uitstroom_werk"])
+    pyreadstat.write_sav(df, str(path), variable_value_labels={"groep": {1: "controle", 2: "eigen regie", 3: "intensief"}})
+    return path
+
+
+def test_parse_column_mapping_and_its_errors():
+    assert parse_column_mapping(" klantnummer = participant_id , gemeente=municipality,") == {
+        "klantnummer": "participant_id", "gemeente": "municipality"}
+    for text, fragment in [("klantnummer", "'klantnummer' is not SOURCE=TARGET"),
+                           ("a=participant_id,b=participant_id", "'a' and 'b' are both mapped to participant_id"),
+                           ("a=arm,a=wave", "column 'a' is mapped twice"),
+                           ("=arm", "is not SOURCE=TARGET"), (",", "no SOURCE=TARGET pairs")]:
+        with pytest.raises(DataError) as info:
+            parse_column_mapping(text)
+        assert str(info.value).startswith("--columns: ") and fragment in str(info.value), str(info.value)
+
+
+def test_mapping_target_must_belong_to_the_contract_or_the_model():
+    assert check_column_mapping({"groep": "amr"}) == {"groep": "amr"}  # without targets only the form is checked
+    message = error_of(check_column_mapping, {"groep": "amr"}, targets=["arm", "wave"])
+    assert "'groep' is mapped to 'amr', which is not a column of the data contract (arm?); targets: arm, wave" in message
+    assert check_column_mapping({"leeftijd": "age"}, targets=["age"]) == {"leeftijd": "age"}
+    assert "must be a column name" in error_of(check_column_mapping, {"groep": 3})
+
+
+def test_dutch_columns_get_a_ready_to_paste_mapping(tmp_path):
+    df = survey_df().rename(columns=DUTCH)
+    message = error_of(validate_survey, df, outcomes={"wellbeing": (0, 10)})
+    for source, target in [("klantnummer", "participant_id"), ("meting", "wave"), ("welzijn", "wellbeing")]:
+        assert f"column '{target}' is missing (found '{source}'?)" in message
+    assert f"--columns '{DUTCH_MAPPING}'" in message
+    pasted = re.search(r"--columns '([^']+)'", message).group(1)
+    out = validate_survey(df, outcomes={"wellbeing": (0, 10)}, columns=parse_column_mapping(pasted))
+    assert data_hash(out) == data_hash(validate_survey(survey_df(), outcomes={"wellbeing": (0, 10)}))
+    for synonym in ("clientnummer", "respondent"):
+        message = error_of(validate_survey, survey_df().rename(columns={"participant_id": synonym}))
+        assert f"(found '{synonym}'?)" in message and f"--columns '{synonym}=participant_id'" in message
+
+
+def test_a_partial_mapping_is_completed_in_the_suggestion():
+    df = survey_df().rename(columns=DUTCH)
+    message = error_of(validate_survey, df, columns={"klantnummer": "participant_id", "gemeente": "municipality"})
+    assert "column 'participant_id' is missing" not in message
+    assert "--columns 'klantnummer=participant_id,gemeente=municipality,groep=arm," in message
+
+
+def test_mapping_errors_name_the_file_and_the_column():
+    df = survey_df().rename(columns=DUTCH)
+    message = error_of(validate_survey, df, source="export.sav", columns={"klantnumer": "participant_id"})
+    assert message.startswith("export.sav: the column mapping takes participant_id from column 'klantnumer', "
+                              "but there is no such column ('klantnummer'?)"), message
+    # A mapped column this table does not need may be absent: one mapping serves both tables.
+    mapped = {**{v: k for k, v in DUTCH.items()}, "uitstroom_werk": "outflow_work"}
+    assert len(validate_survey(df, outcomes={"wellbeing": (0, 10)}, columns=mapped)) == 5
+    message = error_of(validate_survey, survey_df(groep=["a"] * 5), columns={"groep": "arm"})
+    assert "renames 'groep' to arm, but the file already has a column 'arm'" in message
+
+
+def test_spss_export_with_mapping_and_control_arm(tmp_path):
+    path = dutch_sav(tmp_path / "export.sav")
+    columns = parse_column_mapping(DUTCH_MAPPING)
+    message = error_of(load_survey, path, outcomes={"wellbeing": (0, 10)}, columns=columns)
+    assert "control arm 'control' not found in column arm (--control 'controle'?); " \
+           "arms present: controle, eigen regie, intensief" in message
+    df = load_survey(path, outcomes={"wellbeing": (0, 10)}, columns=columns, control_arm="controle")
+    assert set(df["arm"]) == {"controle", "eigen regie", "intensief"}
+    assert df["participant_id"].iloc[0] == "00001" and df["wave"].tolist()[:3] == [0, 1, 2]
+    assert df["consultant_id"].isna().sum() == 3 and df["wellbeing"].isna().sum() == 6
+    counts = missing_outcome_counts(df, "wellbeing", "controle")
+    assert counts.columns.tolist() == ["arm", "wave", "n_dropped", "n_total"]
+    assert counts["arm"].iloc[0] == "controle" and len(counts) == 9
+    # persons 1, 3, 5 (arms 1, 3, 2) did not answer at t1 and t2
+    assert counts.set_index(["arm", "wave"])["n_dropped"].to_dict() == {
+        (a, w): (0 if w == 0 else 1) for a in ("controle", "eigen regie", "intensief") for w in (0, 1, 2)}
+    assert counts["n_total"].eq(2).all()
+
+
+def test_missing_outflow_is_kept_as_not_known_and_counted():
+    out = validate_register(register_df(outflow_work=[0, None, "", 1], months_to_outflow=[None, None, None, 3.0]))
+    assert out["outflow_work"].dtype == np.float64 and out["outflow_work"].isna().tolist() == [False, True, True, False]
+    counts = missing_outcome_counts(out, "outflow_work", "control")
+    assert counts["wave"].isna().all() and counts["arm"].tolist() == ["control", "ER", "IB"]
+    assert counts[["n_dropped", "n_total"]].values.tolist() == [[0, 2], [1, 1], [1, 1]]
+    assert validate_register(register_df())["outflow_work"].dtype == np.int64
+    message = error_of(validate_register, register_df(outflow_work=[0, None, 1, 0]))
+    assert "row 3: months_to_outflow is 5 but outflow_work is empty" in message

@@ -52,14 +52,44 @@ def resolve_data_path(path: str | Path, table: str) -> Path:
     return path
 
 
-def load_for_spec(spec, path: str | Path):
-    """Read and validate the table that `spec` models."""
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("reading your own data (see data/README.md)")
+    group.add_argument("--columns", metavar="SOURCE=TARGET,...",
+                       help="map your column names to the data contract's, e.g. "
+                            "'klantnummer=participant_id,gemeente=municipality,groep=arm,consulent=consultant_id'")
+    group.add_argument("--control", metavar="ARM",
+                       help="the control arm as written in the data (default: the spec's control_arm), e.g. controle")
+
+
+def with_control(spec, args: argparse.Namespace):
+    """`spec` with the control arm given by --control, if any."""
+    import dataclasses
+
+    control = getattr(args, "control", None)
+    return dataclasses.replace(spec, control_arm=control) if control else spec
+
+
+def load_for_spec(spec, path: str | Path, columns: str | None = None):
+    """Read and validate the table that `spec` models; `columns` is the text of --columns."""
     from . import data
 
+    mapping = data.parse_column_mapping(columns, "--columns") if columns else None
     path = resolve_data_path(path, spec.table)
-    if spec.table == "survey":
-        return data.load_survey(path, outcomes={spec.outcome: tuple(spec.bounds)}, control_arm=spec.control_arm)
-    return data.load_register(path, control_arm=spec.control_arm)
+    return data.load_for_spec(spec, path, columns=mapping, where="--columns")
+
+
+def print_missing(fit) -> None:
+    """The rows each arm and wave lost for a missing outcome (nothing when none were lost)."""
+    from .model import missing_outcomes
+
+    table = missing_outcomes(fit)
+    if table.empty or not table["n_dropped"].any():
+        return
+    shown = table.assign(wave=["" if w is None else w for w in table["wave"]])
+    if not any(shown["wave"] != ""):
+        shown = shown.drop(columns="wave")
+    print(f"\nRows without {fit.spec.outcome}, left out of the fit (per arm{' and wave' if 'wave' in shown else ''}):")
+    print(shown.rename(columns={"n_dropped": "left out", "n_total": "rows"}).to_string(index=False))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -105,11 +135,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     priors = load_priors_file(args.priors) if args.priors else {}
     priors.update(dict(parse_prior_assignment(text) for text in args.prior))
-    spec = spec.with_priors(priors).with_sampler(**_sampler_settings(args))
-    frame = load_for_spec(spec, args.data)
+    spec = with_control(spec.with_priors(priors).with_sampler(**_sampler_settings(args)), args)
+    frame = load_for_spec(spec, args.data, args.columns)
     fit = sample(spec, frame, progress=not args.quiet)
     path = save(fit, args.out)
     print_estimands(fit)
+    print_missing(fit)
     print(f"\nfit stored in {path}")
     return 0
 
@@ -281,14 +312,14 @@ def _spec_with_priors(args: argparse.Namespace):
     spec = load_spec(args.spec)
     priors = load_priors_file(args.priors) if args.priors else {}
     priors.update(dict(parse_prior_assignment(text) for text in args.prior))
-    return spec.with_priors(priors)
+    return with_control(spec.with_priors(priors), args)
 
 
 def cmd_priors(args: argparse.Namespace) -> int:
     from .priors import format_prior_table, prior_table
 
     spec = _spec_with_priors(args)
-    frame = load_for_spec(spec, args.data) if args.data else None
+    frame = load_for_spec(spec, args.data, args.columns) if args.data else None
     print(format_prior_table(prior_table(spec, frame)))
     if frame is None:
         print("(Bambi's default priors are scaled to the data: give --data to see their values)")
@@ -299,7 +330,7 @@ def cmd_prior_check(args: argparse.Namespace) -> int:
     from .priors import format_prior_check, plot_prior_check, prior_check
 
     spec = _spec_with_priors(args)
-    frame = load_for_spec(spec, args.data)
+    frame = load_for_spec(spec, args.data, args.columns)
     result = prior_check(spec, frame, draws=args.draws, seed=args.seed)
     print(format_prior_check(result))
     out = Path(args.out)
@@ -376,9 +407,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .workflow import run
+    from .data import parse_column_mapping
+    from .workflow import load_workflow, run
 
-    paths = run(args.workflow, progress=not args.quiet)
+    columns = parse_column_mapping(args.columns, "--columns") if args.columns else None
+    paths = run(load_workflow(args.workflow, columns=columns, control_arm=args.control), progress=not args.quiet)
     print(f"report: {paths['html']}")
     return 0
 
@@ -477,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a prior, e.g. 'arm=Normal(0, 0.5)' or '1|municipality:consultant_id=HalfNormal(0.3)'")
     p.add_argument("--priors", help="TOML file of priors (TERM = \"Distribution(...)\") applied over the spec's")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_data_options(p)
     _add_sampler_options(p)
     p.set_defaults(func=cmd_fit)
 
@@ -525,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", required=True, help="folder for figures and the summary table")
             p.add_argument("--draws", type=int, default=500, help="prior draws (default 500)")
             p.add_argument("--seed", type=int, help="random seed")
+        _add_data_options(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("compare", help="compare fits: estimands, spec differences, PSIS-LOO, leave-one-town-out")
@@ -539,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="CSV with group, estimate, se  or  group, arm, n, events")
     p.add_argument("--prior", action="append", default=[], metavar="PARAM=DIST", help="e.g. tau=HalfNormal(5)")
     p.add_argument("--flat", action="store_true", help="flat priors (as in BDA's eight schools)")
-    p.add_argument("--control-arm", dest="control_arm", help="control arm label for counts per arm")
+    p.add_argument("--control-arm", "--control", dest="control_arm", help="control arm label for counts per arm")
     p.add_argument("--unit", default="", help="unit of the estimates, for printing")
     p.add_argument("--prob", type=float, default=0.9, help="interval width (default 0.9)")
     p.add_argument("--plot", help="path for the forest plot (PNG and SVG)")
@@ -565,6 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a workflow (workflows/NAME.toml): data, fits, queries, report")
     p.add_argument("workflow", help="workflow TOML file or bundled name (e.g. oss_demo)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_data_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("sbc", help="simulation-based calibration: prior draws, simulated data, refits, rank plots")

@@ -19,7 +19,12 @@ and return it normalised:
 * declared outcome columns are ``float64`` (``NaN`` = no answer);
 * ``outflow_work`` is ``int64`` 0/1; ``months_to_outflow`` and ``months_followed`` are
   ``float64`` (``NaN`` when there was no outflow);
-* every other column is kept unchanged; the index is a fresh ``RangeIndex``.
+* every other column is kept unchanged; the index is a fresh ``RangeIndex``;
+* ``attrs`` holds only :data:`SOURCE_ATTR`, the file name, so that a model that cannot be fitted
+  to these rows (one arm only, ...) can name the file.
+
+A column mapping (``columns=``, from ``--columns`` or a workflow's ``[data.columns]``) renames the
+user's columns first; :func:`missing_outcome_counts` counts the rows a model leaves out.
 
 Every problem raises :class:`bayes_trial.errors.DataError` with a one-line message that names the
 file, the row (as a spreadsheet shows it: the header is row 1, the first data row is row 2),
@@ -57,6 +62,12 @@ __all__ = [
     "validate_register",
     "load_survey",
     "load_register",
+    "load_for_spec",
+    "model_columns",
+    "missing_outcome_counts",
+    "parse_column_mapping",
+    "check_column_mapping",
+    "format_column_mapping",
     "data_hash",
     "wave_number",
 ]
@@ -90,15 +101,31 @@ _WAVE_TEXT_RE = re.compile(r"^[tT](\d+)$")
 _TRUE_TOKENS = frozenset({"1", "true", "yes", "ja", "j", "y"})
 _FALSE_TOKENS = frozenset({"0", "false", "no", "nee", "n"})
 
-# Names people use instead of the contract's; used only to suggest, never to rename.
+# Names people use instead of the contract's (English and the Dutch of municipal exports); used
+# only to suggest a column mapping in error messages, never to rename on their own.
 _SYNONYMS = {
-    "participant_id": ("id", "pid", "person_id", "respondent", "respnr", "client_id", "klant_id"),
-    "municipality": ("gemeente", "site", "town", "city", "location"),
-    "arm": ("group", "groep", "condition", "conditie", "treatment", "behandeling", "variant"),
-    "consultant_id": ("consultant", "consulent", "caseworker", "klantmanager", "coach"),
-    "wave": ("meting", "time", "t", "ronde", "round", "period"),
-    "outflow_work": ("outflow", "uitstroom", "uitstroom_werk", "work"),
+    "participant_id": ("klantnummer", "clientnummer", "cliëntnummer", "klant_id", "client_id", "klantnr",
+                       "respondent", "respondentnummer", "respnr", "deelnemer", "deelnemer_id",
+                       "deelnemersnummer", "id", "pid", "person_id", "persoon_id"),
+    "municipality": ("gemeente", "gemeentenaam", "site", "town", "city", "location", "plaats"),
+    "arm": ("groep", "conditie", "experimentgroep", "interventie", "variant", "group", "condition",
+            "treatment", "behandeling"),
+    "consultant_id": ("consulent", "klantmanager", "casemanager", "werkcoach", "coach", "begeleider",
+                      "consultant", "caseworker"),
+    "wave": ("meting", "golf", "meetmoment", "ronde", "peiling", "time", "t", "round", "period"),
+    "outflow_work": ("uitstroom_werk", "uitstroom_naar_werk", "uitstroom", "werk", "outflow", "work"),
+    "months_to_outflow": ("maanden_tot_uitstroom", "maand_uitstroom", "uitstroommaand"),
+    "months_followed": ("maanden_gevolgd", "followup", "follow_up", "looptijd"),
+    "wellbeing": ("welzijn", "welbevinden", "well_being"),
+    "health": ("gezondheid", "ervaren_gezondheid"),
+    "trust": ("vertrouwen",),
+    "job_applications": ("sollicitaties", "aantal_sollicitaties"),
 }
+#: Every column a mapping may name as its target, besides a model's outcome and covariates.
+CONTRACT_COLUMNS = tuple(dict.fromkeys([*SURVEY_COLUMNS, *REGISTER_COLUMNS, *REGISTER_OPTIONAL_COLUMNS]))
+#: Key in ``DataFrame.attrs`` of a validated frame: the file it came from, so that errors found
+#: later (while preparing a model) can name it.
+SOURCE_ATTR = "bayes_trial_source"
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,8 +484,13 @@ def _match_columns(
     required: Sequence[str],
     optional: Sequence[str] = (),
     what: str = "required",
+    mapping: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Rename columns that match a contract name up to case, spaces, '-' and '.'; report missing."""
+    """Rename columns that match a contract name up to case, spaces, '-' and '.'; report missing.
+
+    The error for missing columns ends in a ready-to-paste ``--columns '...'`` holding `mapping`
+    (what the user already gave) and a guess for every missing column that has one.
+    """
     wanted = list(dict.fromkeys([*required, *optional]))
     rename: dict[Any, str] = {}
     for name in wanted:
@@ -473,7 +505,7 @@ def _match_columns(
                 continue
             rename[hits[0]] = name
     if rename:
-        df = df.rename(columns=rename)
+        df = _rename(df, rename)
 
     missing = [c for c in required if c not in df.columns]
     if missing:
@@ -487,19 +519,145 @@ def _match_columns(
         taken = set(wanted)
         others = [c for c in df.columns if c not in taken]
         parts = []
+        pairs = dict(mapping or {})
         for col in missing:
-            guess = _suggest(col, others)
+            guess = _suggest(col, [c for c in others if str(c) not in pairs])
             parts.append(
                 f"column '{col}' is missing" + (f" (found {_show(str(guess))}?)" if guess is not None else "")
             )
+            if guess is not None:
+                pairs[str(guess)] = col
         found = ", ".join(str(c) for c in list(df.columns)[:12])
         if df.shape[1] > 12:
             found += f", ... ({df.shape[1]} columns)"
+        paste = ""
+        if len(pairs) > len(mapping or {}) and all(_PLAIN_NAME.match(k) for k in pairs):
+            paste = f"; map them with --columns '{format_column_mapping(pairs)}' (in a workflow: [data.columns])"
         raise _fail(
             source,
-            f"{', '.join(parts)}; {what} columns: {', '.join(required)}; found: {found or '(none)'}",
+            f"{', '.join(parts)}; {what} columns: {', '.join(required)}; found: {found or '(none)'}{paste}",
         )
     return df
+
+
+_PLAIN_NAME = re.compile(r"^[^,=']+$")
+
+
+def _rename(df: pd.DataFrame, rename: Mapping[Any, str]) -> pd.DataFrame:
+    """`df.rename(columns=...)` that carries the recorded value labels over to the new names."""
+    attrs = dict(df.attrs)
+    out = df.rename(columns=rename)
+    labels = attrs.get(VALUE_LABELS_ATTR)
+    if labels:
+        attrs[VALUE_LABELS_ATTR] = {rename.get(col, col): value for col, value in labels.items()}
+    out.attrs = attrs
+    return out
+
+
+def parse_column_mapping(text: str, where: str = "--columns") -> dict[str, str]:
+    """``'klantnummer=participant_id,gemeente=municipality'`` as ``{source: target}``.
+
+    Raises :class:`DataError` (one line, naming `where`) for an entry without ``=``, an empty
+    name, a source given twice or two sources mapped to one target. Whether the targets belong to
+    the data contract is checked by :func:`check_column_mapping`.
+    """
+    mapping: dict[str, str] = {}
+    for entry in str(text).split(","):
+        if not entry.strip():
+            continue
+        source, eq, target = entry.partition("=")
+        if not eq or not source.strip() or not target.strip():
+            raise DataError(
+                f"{where}: {_show(entry.strip())} is not SOURCE=TARGET; expected e.g. "
+                "'klantnummer=participant_id,gemeente=municipality'"
+            )
+        mapping = _add_mapping_entry(mapping, source.strip(), target.strip(), where)
+    if not mapping:
+        raise DataError(f"{where}: no SOURCE=TARGET pairs given; expected e.g. 'klantnummer=participant_id'")
+    return mapping
+
+
+def _add_mapping_entry(mapping: dict[str, str], source: str, target: str, where: str) -> dict[str, str]:
+    if source in mapping:
+        raise DataError(f"{where}: column {_show(source)} is mapped twice ({mapping[source]} and {target})")
+    for other, taken in mapping.items():
+        if taken == target:
+            raise DataError(
+                f"{where}: {_show(other)} and {_show(source)} are both mapped to {target}; "
+                "each target column can come from one source column only"
+            )
+    return {**mapping, source: target}
+
+
+def check_column_mapping(
+    mapping: Mapping[str, Any], *, where: str = "--columns", targets: Iterable[str] | None = None
+) -> dict[str, str]:
+    """A column mapping as ``{source: target}`` text, no source or target twice.
+
+    With `targets` (see :func:`model_columns`), every target must be one of them. A mapping read
+    from a TOML table (``[data.columns]``) is checked the same way.
+    """
+    if not isinstance(mapping, Mapping):
+        raise DataError(f"{where}: expected a table of SOURCE = \"TARGET\" column names, got {mapping!r}")
+    checked: dict[str, str] = {}
+    for source, target in mapping.items():
+        if not isinstance(target, str) or not target.strip():
+            raise DataError(f"{where}: the target of {_show(str(source))} must be a column name, got {target!r}")
+        checked = _add_mapping_entry(checked, str(source).strip(), target.strip(), where)
+    if targets is None:
+        return checked
+    allowed = list(dict.fromkeys(targets))
+    for source, target in checked.items():
+        if target not in allowed:
+            close = difflib.get_close_matches(target, allowed, n=1, cutoff=0.6)
+            hint = f" ({close[0]}?)" if close else ""
+            raise DataError(
+                f"{where}: {_show(source)} is mapped to {_show(target)}, which is not a column of the "
+                f"data contract{hint}; targets: {', '.join(allowed)}"
+            )
+    return checked
+
+
+def format_column_mapping(mapping: Mapping[str, str]) -> str:
+    """The ``--columns`` text of a mapping: ``'a=b,c=d'``."""
+    return ",".join(f"{source}={target}" for source, target in mapping.items())
+
+
+def _apply_mapping(
+    df: pd.DataFrame, mapping: Mapping[str, str] | None, *, source: str, needed: Sequence[str]
+) -> pd.DataFrame:
+    """Rename the mapped columns. A source column that is not in the file is an error only when
+    its target is one this table needs: one mapping serves both the survey and the register."""
+    if not mapping:
+        return df
+    rename: dict[Any, str] = {}
+    for src, target in mapping.items():
+        hits = [c for c in df.columns if str(c) == src] or [
+            c for c in df.columns if _norm_name(c) == _norm_name(src)
+        ]
+        if not hits:
+            if target in needed and target not in df.columns:
+                found = ", ".join(str(c) for c in list(df.columns)[:12])
+                guess = difflib.get_close_matches(src, [str(c) for c in df.columns], n=1, cutoff=0.6)
+                hint = f" ({_show(guess[0])}?)" if guess else ""
+                raise _fail(
+                    source,
+                    f"the column mapping takes {target} from column {_show(src)}, but there is no such "
+                    f"column{hint}; found: {found}",
+                )
+            continue
+        if len(hits) > 1:
+            shown = " and ".join(_show(str(h)) for h in hits[:2])
+            raise _fail(source, f"columns {shown} both match {_show(src)} of the column mapping; keep only one")
+        col = hits[0]
+        if target in df.columns and col != target and target not in mapping:
+            raise _fail(
+                source,
+                f"the column mapping renames {_show(str(col))} to {target}, but the file already has a "
+                f"column {_show(target)}; drop one of them or leave it out of the mapping",
+            )
+        rename[col] = target
+    return _rename(df, rename) if rename else df
 
 
 # --------------------------------------------------------------------------------------------
@@ -674,12 +832,14 @@ def wave_number(value: Any) -> int:
 
 
 def _parse_binary(df: pd.DataFrame, col: str, *, source: str, rows: np.ndarray) -> np.ndarray:
-    expected = "expected 0 (no outflow to work) or 1 (outflow to work)"
+    """0/1 as float64; an empty cell (or a missing-value token) is NaN: not known."""
+    expected = "expected 0 (no outflow to work), 1 (outflow to work) or an empty cell (not known)"
     values = _codes_view(df, col).astype(object).tolist()
-    out = np.empty(len(values), dtype=np.int64)
+    out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
-        if _is_missing(v):
-            raise _fail(source, f"row {rows[i]}, column '{col}' is empty; {expected}")
+        if _is_missing(v) or (isinstance(v, str) and v.strip().lower() in _MISSING_TOKENS):
+            out[i] = np.nan
+            continue
         b: int | None = None
         if isinstance(v, (bool, np.bool_)):
             b = int(bool(v))
@@ -757,10 +917,14 @@ def _check_arms(
         folded = [a for a in present if a.casefold() == str(control_arm).casefold()]
         if folded:
             hint = f" (found {_show(folded[0])}: arm names are case-sensitive)"
+        else:
+            close = difflib.get_close_matches(str(control_arm), present, n=1, cutoff=0.6)
+            hint = f" (--control {_show(close[0])}?)" if close else ""
         raise _fail(
             source,
             f"control arm {_show(str(control_arm))} not found in column arm{hint}; "
-            f"arms present: {', '.join(present)}; set control_arm",
+            f"arms present: {', '.join(present)}; set control_arm (in the spec, --control on the command line, "
+            "or control_arm in a workflow's [data])",
         )
 
 
@@ -791,7 +955,9 @@ def _prepare(df: Any, source: str) -> pd.DataFrame:
     return df
 
 
-def _finish(df: pd.DataFrame, converted: dict[str, Any]) -> pd.DataFrame:
+def _finish(df: pd.DataFrame, converted: dict[str, Any], source: str) -> pd.DataFrame:
+    # A frame validated a second time (a hazard model re-checks its register) keeps its file's name.
+    source = df.attrs.get(SOURCE_ATTR, source)
     out = df.copy()
     out.attrs = {}
     for col, values in converted.items():
@@ -799,15 +965,22 @@ def _finish(df: pd.DataFrame, converted: dict[str, Any]) -> pd.DataFrame:
             out[col] = pd.Series(values, index=out.index)
         else:
             out[col] = pd.Series(values, index=out.index, dtype=object)
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    out.attrs = {SOURCE_ATTR: source}
+    return out
 
 
 def _validate_common(
     df: pd.DataFrame, *, source: str, required: Sequence[str], optional: Sequence[str],
-    control_arm: str, arms: Sequence[str] | None,
+    control_arm: str, arms: Sequence[str] | None, outcomes: Sequence[str] = (),
+    columns: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
     df = _prepare(df, source)
-    df = _match_columns(df, source, required, optional)
+    mapping = check_column_mapping(columns, where=f"{source}: column mapping") if columns else None
+    # Outcomes are matched with the contract's columns, so that one message names every missing column.
+    needed = list(dict.fromkeys([*required, *outcomes]))
+    df = _apply_mapping(df, mapping, source=source, needed=[*needed, *optional])
+    df = _match_columns(df, source, needed, optional, mapping=mapping)
     if len(df) == 0:
         raise _fail(source, "no data rows (only a header?)")
     rows = _row_numbers(df)
@@ -838,19 +1011,23 @@ def validate_survey(
     outcomes: Mapping[str, tuple[float | None, float | None]] | None = None,
     control_arm: str = "control",
     arms: Sequence[str] | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Check a survey table (one row per participant and wave) and return it normalised.
 
     ``outcomes`` maps each outcome column to its declared ``(lower, upper)`` range (``None`` for
     an open side); outcome values may be empty (no answer) but must be finite numbers inside the
     range. ``arms``, when given, lists the allowed arm names (the control arm is always allowed).
+    ``columns`` maps the file's column names to the contract's (``{"klantnummer":
+    "participant_id", ...}``, see :func:`parse_column_mapping`); a mapped column the file does not
+    have is an error only if this table needs its target.
     Raises :class:`DataError` with a one-line message at the first problem.
     """
     declared = _normalise_outcomes(outcomes)
     df, rows, converted = _validate_common(
-        df, source=source, required=SURVEY_COLUMNS, optional=(), control_arm=control_arm, arms=arms
+        df, source=source, required=SURVEY_COLUMNS, optional=(), control_arm=control_arm, arms=arms,
+        outcomes=list(declared), columns=columns,
     )
-    df = _match_columns(df, source, list(declared), (), what="outcome")
     wave = _parse_wave(df, source=source, rows=rows)
     converted["wave"] = wave
 
@@ -879,7 +1056,7 @@ def validate_survey(
             f"row {rows[i]}, column '{name}': {_show(values[i])} is outside the declared range "
             f"{rng}{more}"))
         converted[name] = values
-    return _finish(df, converted)
+    return _finish(df, converted, source)
 
 
 def validate_register(
@@ -888,17 +1065,20 @@ def validate_register(
     source: str = "register",
     control_arm: str = "control",
     arms: Sequence[str] | None = None,
+    columns: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """Check a register table (one row per participant) and return it normalised.
 
     ``outflow_work`` must be 0/1 (``yes``/``no``, ``ja``/``nee``, ``true``/``false`` and labelled
-    SPSS/Stata codes are accepted). The optional ``months_to_outflow`` (months from the start of
+    SPSS/Stata codes are accepted) or empty (not known: the model leaves the person out and counts
+    them, see :func:`missing_outcome_counts`); it is ``int64`` when no value is missing, else
+    ``float64`` with ``NaN``. The optional ``months_to_outflow`` (months from the start of
     the trial to outflow; empty when there was none) and ``months_followed`` (length of follow-up,
-    > 0) are checked against each other when present.
+    > 0) are checked against each other when present. ``columns``: as in :func:`validate_survey`.
     """
     df, rows, converted = _validate_common(
         df, source=source, required=REGISTER_COLUMNS, optional=REGISTER_OPTIONAL_COLUMNS,
-        control_arm=control_arm, arms=arms,
+        control_arm=control_arm, arms=arms, columns=columns,
     )
     first: dict[str, int] = {}
     for i, p in enumerate(converted["participant_id"]):
@@ -911,7 +1091,7 @@ def validate_register(
         first[p] = i
 
     outflow = _parse_binary(df, "outflow_work", source=source, rows=rows)
-    converted["outflow_work"] = outflow
+    converted["outflow_work"] = outflow.astype(np.int64) if not np.isnan(outflow).any() else outflow
 
     followed = None
     if "months_followed" in df.columns:
@@ -945,6 +1125,10 @@ def validate_register(
         _refuse_rows(bad, source, lambda i, more: (
             f"row {rows[i]}: months_to_outflow is {_show(months[i])} but outflow_work is 0"
             f"{more}; leave months_to_outflow empty when there was no outflow"))
+        bad = present & np.isnan(outflow)
+        _refuse_rows(bad, source, lambda i, more: (
+            f"row {rows[i]}: months_to_outflow is {_show(months[i])} but outflow_work is empty"
+            f"{more}; give outflow_work 1 when the month of outflow is known"))
         bad = ~present & (outflow == 1)
         _refuse_rows(bad, source, lambda i, more: (
             f"row {rows[i]}: outflow_work is 1 but months_to_outflow is empty{more}; "
@@ -955,7 +1139,50 @@ def validate_register(
                 f"row {rows[i]}: months_to_outflow {_show(months[i])} is after months_followed "
                 f"{_show(followed[i])}{more}; outflow must fall within follow-up"))
         converted["months_to_outflow"] = months
-    return _finish(df, converted)
+    return _finish(df, converted, source)
+
+
+def model_columns(spec: Any) -> list[str]:
+    """Columns a mapping may target for `spec` (a :class:`~bayes_trial.spec.ModelSpec`): the
+    contract's, the outcome, and the names in the formula (covariates such as ``age``)."""
+    words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", spec.formula.split("~", 1)[-1])
+    return list(dict.fromkeys([*CONTRACT_COLUMNS, spec.outcome, *words]))
+
+
+def load_for_spec(
+    spec: Any, path: str | os.PathLike, *, columns: Mapping[str, str] | None = None,
+    where: str = "--columns", targets: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """Read and validate the table that `spec` models, with its outcome's range and control arm.
+
+    `columns` maps the file's names to the contract's; its targets must be among `targets`
+    (default: :func:`model_columns` of `spec`); `where` names the option or table it came from.
+    """
+    if columns:
+        columns = check_column_mapping(columns, where=where, targets=model_columns(spec) if targets is None else targets)
+    kwargs = {"control_arm": spec.control_arm, "columns": columns}
+    if spec.table == "survey":
+        return load_survey(path, outcomes={spec.outcome: tuple(spec.bounds)}, **kwargs)
+    return load_register(path, **kwargs)
+
+
+def missing_outcome_counts(frame: pd.DataFrame, outcome: str, control_arm: str | None = None) -> pd.DataFrame:
+    """Rows without a value of `outcome`, per arm and wave: columns arm, wave, n_dropped, n_total.
+
+    One row per arm (control arm first) and wave found in `frame`; ``wave`` is ``None`` for a
+    table without waves (the register). These are the rows a model leaves out.
+    """
+    by = ["arm", "wave"] if "wave" in frame.columns else ["arm"]
+    missing = frame[outcome].isna().rename("n_dropped").astype(np.int64)
+    keys = [frame[c].astype(object) for c in by]
+    table = missing.groupby(keys, sort=True).agg(["sum", "size"]).reset_index()
+    table.columns = [*by, "n_dropped", "n_total"]
+    if "wave" not in table:
+        table.insert(1, "wave", None)
+    table["wave"] = table["wave"].astype(object)
+    if control_arm is not None:
+        table = table.sort_values("arm", key=lambda arms: arms != control_arm, kind="stable")
+    return table.astype({"n_dropped": np.int64, "n_total": np.int64}).reset_index(drop=True)
 
 
 def load_survey(path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:

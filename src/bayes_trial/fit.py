@@ -173,6 +173,7 @@ def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_h
         "aggregated": int(prepared.aggregated),
         "notes": json.dumps(list(prepared.notes)),
         "dropped_factors": json.dumps(list(prepared.dropped_factors)),
+        "missing_outcomes": json.dumps([list(row) for row in prepared.missing]),
         "levels": json.dumps(_levels(prepared.data)),
         "sampler": json.dumps(settings, sort_keys=True),
         "versions": json.dumps(package_versions(), sort_keys=True),
@@ -262,6 +263,8 @@ def load(path: str | os.PathLike) -> Fit:
             data=frame, formula=info["formula_used"], family=info["family_used"], response=info["response"],
             aggregated=bool(int(info["aggregated"])), notes=tuple(json.loads(info["notes"])),
             dropped_factors=tuple(json.loads(info["dropped_factors"])),
+            # Fits stored before missing outcomes were counted have no such record.
+            missing=tuple(tuple(row) for row in json.loads(info.get("missing_outcomes", "[]"))),
         )
     except KeyError as exc:
         raise FitFileError(f"{path}: bayes-trial fit without its stored {exc.args[0]!r} (damaged, or written by another version)") from None

@@ -8,6 +8,7 @@ data cannot inform dropped with a note. `build` gives the Bambi model with the s
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ import bambi as bmb
 import numpy as np
 import pandas as pd
 
+from .data import SOURCE_ATTR, missing_outcome_counts
 from .errors import DataError, SpecError
 from .spec import ModelSpec, check_prior_for_term
 
@@ -37,6 +39,8 @@ class PreparedData:
     aggregated: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
     dropped_factors: tuple[str, ...] = field(default_factory=tuple)
+    #: Rows left out for a missing outcome: (arm, wave or None, n_dropped, n_total) per arm and wave.
+    missing: tuple[tuple, ...] = field(default_factory=tuple)
 
     @property
     def weights(self) -> np.ndarray:
@@ -112,10 +116,21 @@ def model_rows(spec: ModelSpec, frame: pd.DataFrame, columns: list[str],
             notes.append(f"{int(no_consultant.sum())} rows without a consultant share one '{NO_CONSULTANT}:ARM' level per arm")
     incomplete = data[used].isna().any(axis=1)
     if incomplete.any():
-        notes.append(f"{int(incomplete.sum())} rows with a missing value in {', '.join(used)} left out")
+        no_outcome = data[spec.outcome].isna()
+        if no_outcome.any():
+            notes.append(f"{int(no_outcome.sum())} rows without {spec.outcome} left out (counted per arm and wave)")
+        if (incomplete & ~no_outcome).any():
+            notes.append(f"{int((incomplete & ~no_outcome).sum())} rows with a missing value in "
+                         f"{', '.join(used[1:])} left out")
         data = data.loc[~incomplete]
+    where = f"{frame.attrs[SOURCE_ATTR]}: model {spec.name!r}" if frame.attrs.get(SOURCE_ATTR) else f"model {spec.name!r}"
     if data.empty:
-        raise DataError(f"model {spec.name!r}: no complete rows for {', '.join(used)}")
+        raise DataError(f"{where}: no complete rows for {', '.join(used)}")
+    if "arm" in data:
+        _check_contrast(spec, data, where)
+    if "wave" in data and "wave" in fixed_terms(spec.formula) and data["wave"].nunique() < 2:
+        raise DataError(f"{where}: every row with {spec.outcome} known is from wave {data['wave'].iloc[0]}; "
+                        "the formula's wave effects need outcomes from at least two waves")
     for col in ID_COLUMNS:
         if col in data:
             data[col] = data[col].astype(str).astype(object)
@@ -130,8 +145,43 @@ def model_rows(spec: ModelSpec, frame: pd.DataFrame, columns: list[str],
     return data, notes
 
 
+def _check_contrast(spec: ModelSpec, data: pd.DataFrame, where: str) -> None:
+    """Refuse data that cannot compare an arm with control (one row, one arm, no control rows).
+
+    Bambi would otherwise fail deep inside model building or sampling with a traceback.
+    """
+    counts = data["arm"].astype(str).value_counts()
+    rows = f"{len(data)} row{'s' if len(data) != 1 else ''} with {spec.outcome} known"
+    arms = ", ".join(f"{arm} ({n})" for arm, n in counts.sort_index().items())
+    if spec.control_arm not in counts.index:
+        raise DataError(f"{where}: no rows of the control arm {spec.control_arm!r} have {spec.outcome} ({rows}: {arms}); "
+                        "an effect needs outcomes in the control arm and at least one other arm")
+    if len(counts) < 2:
+        raise DataError(f"{where}: only the control arm {spec.control_arm!r} has {spec.outcome} ({rows}); "
+                        "an effect needs outcomes in the control arm and at least one other arm")
+
+
+def missing_outcomes(prepared) -> pd.DataFrame:
+    """Rows left out for a missing outcome, per arm and wave: arm, wave, n_dropped, n_total.
+
+    `prepared` is a :class:`PreparedData` or a fit (anything with a ``prepared`` attribute); the
+    counts are stored with the fit. ``wave`` is ``None`` for register outcomes. Empty for fits
+    stored before these counts were kept.
+    """
+    prepared = getattr(prepared, "prepared", prepared)
+    return pd.DataFrame(list(prepared.missing), columns=["arm", "wave", "n_dropped", "n_total"])
+
+
 def prepare(spec: ModelSpec, frame: pd.DataFrame) -> PreparedData:
     """Model-ready data for `spec` from a validated survey or register table."""
+    counts = missing_outcome_counts(frame, spec.outcome, spec.control_arm) if spec.outcome in frame else None
+    missing = () if counts is None else tuple(
+        (str(r.arm), None if r.wave is None or pd.isna(r.wave) else int(r.wave), int(r.n_dropped), int(r.n_total))
+        for r in counts.itertuples(index=False))
+    return dataclasses.replace(_prepare(spec, frame), missing=missing)
+
+
+def _prepare(spec: ModelSpec, frame: pd.DataFrame) -> PreparedData:
     if spec.family == "hazard":
         from .hazard import prepare as prepare_hazard
 

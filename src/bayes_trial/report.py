@@ -23,7 +23,7 @@ from . import ppc as ppc_mod
 from . import query
 from .errors import SpecError
 from .fit import Fit
-from .model import pymc_priors
+from .model import missing_outcomes, pymc_priors
 from .paths import write_atomic
 
 
@@ -51,6 +51,30 @@ def data_summary(fit: Fit, min_cell: int = query.MIN_CELL) -> pd.DataFrame:
     unit = fit.spec.outcome_unit
     table = table.rename(columns={"n": "persons", "mean": f"observed mean ({'%' if unit == 'pp' else unit})"})
     return table
+
+
+def missing_outcome_blocks(fit: Fit, min_cell: int = query.MIN_CELL) -> list[Block]:
+    """Rows left out for a missing outcome, per arm and wave, with small counts suppressed.
+
+    A count is shown when it is 0 or at least `min_cell`; the number left out is also hidden when
+    the persons who answered (total minus left out) would be a small cell.
+    """
+    table = missing_outcomes(fit)
+    if table.empty:
+        return []
+
+    def shown(count: int) -> str:
+        return str(count) if count == 0 or count >= min_cell else f"<{min_cell}"
+
+    kept = table["n_total"] - table["n_dropped"]
+    out = pd.DataFrame({"arm": table["arm"], "wave": ["" if w is None else str(w) for w in table["wave"]],
+                        "left out": [shown(d) if shown(k) == str(k) or d == 0 else f"<{min_cell}"
+                                     for d, k in zip(table["n_dropped"], kept)],
+                        "rows": [shown(n) for n in table["n_total"]]})
+    if not (out["wave"] != "").any():
+        out = out.drop(columns="wave")
+    return [Block("table", f"Rows without {fit.spec.outcome}, left out of the model (counts under {min_cell} suppressed)",
+                  table=out)]
 
 
 def _format_number(value) -> str:
@@ -131,6 +155,7 @@ def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None,
     blocks.append(Block("table", "Priors as they reached the PyMC model", table=priors))
     blocks.append(Block("h3", "Data (observed; cells under %d persons suppressed)" % min_cell))
     blocks.append(Block("table", "", table=_readable(data_summary(fit, min_cell))))
+    blocks += missing_outcome_blocks(fit, min_cell)
     blocks += (_hazard_blocks(fit, figure_dir, min_cell) if fit.spec.family == "hazard"
                else _effect_blocks(fit, figure_dir, queries, min_cell))
     blocks.append(Block("h3", "Posterior predictive checks"))

@@ -8,8 +8,12 @@
     [data]
     design = "oss"                    # simulate a bundled design ...
     seed = 1
-    # survey = "path/survey.csv"      # ... or read files
+    # survey = "path/survey.sav"      # ... or read files (relative to the workflow file)
     # register = "path/register.csv"
+    # control_arm = "controle"        # the control arm as written in the data (all models)
+    # [data.columns]                  # your column names -> the data contract's (data/README.md)
+    # klantnummer = "participant_id"
+    # gemeente = "municipality"
 
     [[models]]
     spec = "outflow"                  # models/outflow.toml, or a path
@@ -31,6 +35,7 @@ the same data hash already exists, then writes query tables, figures and the rep
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -49,6 +54,7 @@ from .simulate import load_design, simulate
 from .spec import ModelSpec, load_spec, parse_prior, read_toml
 
 SAMPLER_KEYS = ("draws", "tune", "chains", "seed", "sampler", "target_accept")
+DATA_KEYS = ("design", "seed", "survey", "register", "control_arm", "columns")
 QUERY_KEYS = {"model", "expression", "by", "wave", "municipality", "rope"}
 
 
@@ -70,8 +76,14 @@ def _resolve(path: str, base: Path) -> Path:
     return candidate if candidate.is_absolute() else (base / candidate)
 
 
-def load_workflow(path: str | os.PathLike) -> Workflow:
-    """Read and check a workflow TOML file (a bundled name like "oss_demo" also works)."""
+def load_workflow(path: str | os.PathLike, *, columns: dict[str, str] | None = None,
+                  control_arm: str | None = None) -> Workflow:
+    """Read and check a workflow TOML file (a bundled name like "oss_demo" also works).
+
+    `columns` and `control_arm` (the command line's --columns and --control) take the place of the
+    workflow's ``[data.columns]`` and ``[data] control_arm``. A control arm, given either way,
+    replaces every model spec's ``control_arm``.
+    """
     path = Path(path)
     if not path.exists() and (WORKFLOWS_DIR / f"{path.name}.toml").exists():
         path = WORKFLOWS_DIR / f"{path.name}.toml"
@@ -85,6 +97,18 @@ def load_workflow(path: str | os.PathLike) -> Workflow:
     data = raw.get("data", {})
     if raw.get("models") and (not isinstance(data, dict) or not ({"design", "survey", "register"} & data.keys())):
         raise SpecError(f"{path}: [data] must name a simulated 'design' or 'survey'/'register' files")
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: [data] must be a table, got {data!r}")
+    unknown = sorted(set(data) - set(DATA_KEYS))
+    if unknown:
+        raise SpecError(f"{path}: [data] has unknown key(s) {', '.join(unknown)}; valid: {', '.join(DATA_KEYS)}")
+    data = dict(data)
+    if columns:
+        data["columns"] = columns
+    if control_arm:
+        data["control_arm"] = control_arm
+    if "control_arm" in data and (not isinstance(data["control_arm"], str) or not data["control_arm"].strip()):
+        raise SpecError(f"{path}: [data] control_arm must be the control arm's name as text, got {data['control_arm']!r}")
     models = []
     for i, entry in enumerate(raw.get("models", [])):
         if "spec" not in entry:
@@ -95,7 +119,13 @@ def load_workflow(path: str | os.PathLike) -> Workflow:
             raise SpecError(f"{path}: [[models]] {entry['spec']!r} has unknown keys {sorted(unknown)} "
                             f"(expected spec, priors, {', '.join(SAMPLER_KEYS)})")
         priors = {term: parse_prior(text, f"{path}: prior for {term!r}") for term, text in entry.get("priors", {}).items()}
+        if "control_arm" in data:
+            spec = dataclasses.replace(spec, control_arm=data["control_arm"])
         models.append(spec.with_priors(priors).with_sampler(**{k: entry[k] for k in SAMPLER_KEYS if k in entry}))
+    if data.get("columns"):
+        data["columns"] = data_mod.check_column_mapping(
+            data["columns"], where="--columns" if columns else f"{path}: [data.columns]",
+            targets=[c for spec in models for c in data_mod.model_columns(spec)] or data_mod.CONTRACT_COLUMNS)
     if not models and not published:
         raise SpecError(f"{path}: nothing to do (no [[models]] to fit and no [published] analysis)")
     names = [spec.name for spec in models]
@@ -119,19 +149,44 @@ def _say(message: str) -> None:
 
 
 def load_tables(workflow: Workflow) -> dict[str, pd.DataFrame]:
-    """The workflow's survey and register tables: simulated from a design, or read and validated."""
+    """The workflow's survey and register tables: simulated from a design, or read and validated
+    (with ``[data.columns]`` and ``control_arm``; outcome ranges are checked per model by
+    :func:`model_frames`)."""
     source = workflow.data
     if "design" in source:
         design = load_design(source["design"])
         sim = simulate(design, seed=int(source.get("seed", 1)))
         return {"survey": sim.survey, "register": sim.register}
-    base = workflow.source.parent if workflow.source else Path.cwd()
+    kwargs = {"columns": source.get("columns") or None, "control_arm": source.get("control_arm", "control")}
     tables = {}
     if "survey" in source:
-        tables["survey"] = data_mod.load_survey(_resolve(source["survey"], base))
+        tables["survey"] = data_mod.load_survey(_data_path(workflow, "survey"), **kwargs)
     if "register" in source:
-        tables["register"] = data_mod.load_register(_resolve(source["register"], base))
+        tables["register"] = data_mod.load_register(_data_path(workflow, "register"), **kwargs)
     return tables
+
+
+def _data_path(workflow: Workflow, table: str) -> Path:
+    return _resolve(workflow.data[table], workflow.source.parent if workflow.source else Path.cwd())
+
+
+def model_frames(workflow: Workflow) -> dict[str, pd.DataFrame]:
+    """The validated table of each model, by model name.
+
+    Simulated tables are shared; a file is validated for each model with that model's outcome
+    range and control arm (a spec's own ``control_arm`` counts, unless ``[data]`` overrides it).
+    """
+    if "design" in workflow.data:
+        tables = load_tables(workflow)
+        return {spec.name: tables[spec.table] for spec in workflow.models if spec.table in tables}
+    frames = {}
+    for spec in workflow.models:
+        if spec.table in workflow.data:
+            frames[spec.name] = data_mod.load_for_spec(spec, _data_path(workflow, spec.table),
+                                                       columns=workflow.data.get("columns") or None,
+                                                       where=f"{workflow.source}: [data.columns]",
+                                                       targets=list((workflow.data.get("columns") or {}).values()))
+    return frames
 
 
 def fit_or_reuse(spec: ModelSpec, frame: pd.DataFrame, path: Path, *, progress: bool = True) -> tuple[fit_mod.Fit, bool]:
@@ -154,13 +209,13 @@ def run(workflow: Workflow | str | os.PathLike, *, progress: bool = True) -> dic
     if not isinstance(workflow, Workflow):
         workflow = load_workflow(workflow)
     started = time.perf_counter()
-    tables = load_tables(workflow) if workflow.models else {}
+    frames = model_frames(workflow) if workflow.models else {}
     fits = []
     for spec in workflow.models:
-        if spec.table not in tables:
+        if spec.name not in frames:
             raise SpecError(f"{workflow.source}: model {spec.name!r} needs a {spec.table} table, but [data] has none")
         path = workflow.out / "fits" / f"{spec.name}.nc"
-        fit, reused = fit_or_reuse(spec, tables[spec.table], path, progress=progress)
+        fit, reused = fit_or_reuse(spec, frames[spec.name], path, progress=progress)
         if progress:
             _say(f"{spec.name}: {'unchanged since the last run, reusing' if reused else 'fitted and stored in'} {path}")
         fits.append(fit)
