@@ -56,7 +56,12 @@ def _unit_label(fit: Fit) -> str:
 
 
 def plot_effects_by_town(fit: Fit, interval: float = query.DEFAULT_INTERVAL):
-    """Forest plot: each arm's effect against control per town, pooled over towns, and for a new town."""
+    """Forest plot: each arm's effect against control per town, pooled over towns, and for a new town.
+
+    None for a model without towns in its data.
+    """
+    if "municipality" not in fit.data:
+        return None
     control = fit.spec.control_arm
     treated = [arm for arm in query.arms(fit) if arm != control]
     colours = arm_colours(query.arms(fit))
