@@ -28,6 +28,58 @@ def test_fit_prints_the_estimands_and_stores_the_fit(cli_fit):
     assert "intensive - control" in result.stdout and " pp " in result.stdout and "P(>0)" in result.stdout
     assert "consultant share of variance" in result.stdout
     assert (out / "outflow.nc").exists()
+    passed = run_cli("diagnose", out / "outflow.nc").returncode == 0
+    assert f"outflow ({out / 'outflow.nc'})   [diagnostics {'PASS' if passed else 'FAIL'}]" in result.stdout
+
+
+ARM_ONLY_SPEC = """
+name = "arm_only"
+table = "register"
+outcome = "outflow_work"
+family = "bernoulli"
+formula = "outflow_work ~ arm"
+bounds = [0, 1]
+unit = "pp"
+[priors]
+Intercept = "Normal(-1, 1)"
+arm = "Normal(0, 0.5)"
+"""
+
+
+@pytest.fixture(scope="module")
+def arm_only(cli_fit):
+    """A model simple enough to pass its diagnostics with 2 x 300 draws, and its CLI output."""
+    out, _ = cli_fit
+    (out / "arm_only.toml").write_text(ARM_ONLY_SPEC)
+    result = run_cli("fit", out / "arm_only.toml", "--data", out / "sim", "--out", out / "arm_only.nc", "--draws", "300",
+                     "--tune", "300", "--chains", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_fit_passing_its_diagnostics_prints_pass_and_the_estimates(arm_only):
+    out, result = arm_only
+    assert run_cli("diagnose", out / "arm_only.nc").returncode == 0
+    assert f"arm_only ({out / 'arm_only.nc'})   [diagnostics PASS]" in result.stdout
+    assert "FAIL" not in result.stdout and "do not use" not in result.stdout.lower()
+    assert result.stdout.index("[diagnostics PASS]") < result.stdout.index("Arm effects")
+    assert f"fit stored in {out / 'arm_only.nc'} (diagnostics PASS)" in result.stdout
+
+
+def test_fit_failing_its_diagnostics_says_so_before_the_estimates_and_strict_exits_1(cli_fit):
+    out, _ = cli_fit
+    args = ("fit", "outflow", "--data", out / "sim", "--draws", "30", "--tune", "30", "--chains", "2", "--quiet")
+    strict = run_cli(*args, "--out", out / "strict.nc", "--strict")
+    assert strict.returncode == 1, strict.stderr
+    assert (out / "strict.nc").exists() and run_cli("diagnose", out / "strict.nc").returncode == 1
+    text = strict.stdout
+    assert "[diagnostics FAIL]" in text and "Do not use these estimates" in text
+    assert text.index("[diagnostics FAIL]") < text.index("Do not use these estimates") < text.index("Arm effects")
+    reasons = [line for line in text.splitlines() if line.startswith("  - ")]
+    assert reasons and any("R-hat" in r or "ESS" in r for r in reasons)
+    assert f"fit stored in {out / 'strict.nc'} (diagnostics FAIL)" in text
+    lenient = run_cli(*args, "--out", out / "lenient.nc")
+    assert lenient.returncode == 0 and "[diagnostics FAIL]" in lenient.stdout
 
 
 def test_query_answers_on_the_outcome_scale_with_the_verdict(cli_fit):
@@ -82,3 +134,32 @@ def test_every_command_is_documented():
     subcommands = next(a for a in cli.build_parser()._actions if a.dest == "command").choices
     for name, sub in subcommands.items():  # argparse only expands (and can choke on) '%' when help is shown
         assert sub.format_help().startswith(f"usage: bayes-trial {name}")
+
+
+def _report_sections(markdown: str) -> dict[str, str]:
+    """Markdown report sections by their `##` heading."""
+    parts = markdown.split("\n## ")[1:]
+    return {part.split("\n", 1)[0]: part for part in parts}
+
+
+def test_report_of_two_fits_of_one_spec_gives_each_file_its_own_section_and_verdict(arm_only):
+    """The same spec fitted twice, once with too few draws: each file its own section and verdict."""
+    out, _ = arm_only
+    short = run_cli("fit", out / "arm_only.toml", "--data", out / "sim", "--out", out / "short" / "arm_only.nc",
+                    "--draws", "15", "--tune", "15", "--chains", "2", "--quiet")
+    assert short.returncode == 0, short.stderr
+    assert run_cli("diagnose", out / "short" / "arm_only.nc").returncode == 1
+    result = run_cli("report", out / "arm_only.nc", out / "short" / "arm_only.nc", out / "arm_only.nc",
+                     "--out", out / "three_report")
+    assert result.returncode == 0, result.stderr
+    sections = _report_sections((out / "three_report" / "report.md").read_text())
+    good, short_label = str(out / "arm_only.nc"), str(out / "short" / "arm_only.nc")
+    labels = [f"{good} #1 (arm_only)", f"{short_label} (arm_only)", f"{good} #2 (arm_only)"]
+    assert [title.split(": ")[0] for title in sections] == labels
+    first, second, third = sections.values()
+    assert f"✅ Diagnostics PASS: {labels[0]}" in first and f"✅ Diagnostics PASS: {labels[2]}" in third
+    assert f"❌ **FAILING FIT — do not use these estimates** Diagnostics FAIL: {labels[1]}" in second
+    assert "Diagnostics PASS" not in second and "Effects on the outcome scale" in second
+    html = (out / "three_report" / "report.html").read_text()
+    assert html.count("class='verdict pass'") == 4 and html.count("class='verdict fail'") == 2  # top list + sections
+    assert len({p.parent.name for p in (out / "three_report" / "figures").rglob("*.png")}) == 3

@@ -87,3 +87,24 @@ def test_a_survey_model_stores_its_estimands(wellbeing_fit):
     assert set(table["unit"]) == {"points"}
     components = bt.variance_components(wellbeing_fit).set_index("parameter")
     assert "SD residual" in components.index and "consultant share of variance" in components.index
+
+
+@pytest.mark.parametrize("fixture", ["outflow_fit_path", "wellbeing_fit_path"])
+def test_stored_consultant_effects_are_the_observed_consultants_only(fixture, request):
+    """Binomial cells and the collapsed Gaussian path alike: no town x consultant pair that no one has."""
+    fit = bt.load(request.getfixturevalue(fixture))
+    observed = set(fit.data["municipality"].astype(str) + ":" + fit.data["consultant_id"].astype(str))
+    levels = fit.idata.posterior["1|municipality:consultant_id"]["municipality:consultant_id__factor_dim"].to_numpy()
+    assert sorted(map(str, levels)) == sorted(observed)
+    assert np.isfinite(fit.idata.posterior["1|municipality:consultant_id"]).all()
+
+
+def test_consultant_caterpillar_shows_each_observed_consultant_once(outflow_fit):
+    from bayes_trial import figures
+
+    table = figures.consultant_effects(outflow_fit)
+    observed = outflow_fit.data[["municipality", "consultant_id"]].drop_duplicates()
+    assert len(table) == len(observed) and table["consultant"].is_unique
+    no_contact = table[table["consultant"].str.contains("no consultant")]
+    assert len(no_contact) == (observed["consultant_id"].str.startswith("none:")).sum() > 0
+    assert set(no_contact["arm"]) == {"exemption"}

@@ -66,3 +66,54 @@ def test_user_priors_reach_the_pymc_graph(small_sim):
     arm = table[table["term"] == "arm"].iloc[0]
     assert arm["distribution"].lower() == "normal" and arm["set_by"] == "user"
     assert np.isclose(pd.Series(arm["params"])["sigma"], 0.25)
+
+
+CONSULTANT_DIM = "municipality:consultant_id__factor_dim"
+
+
+def _consultant_levels(spec_name: str, frame: pd.DataFrame) -> list[str]:
+    spec = bt.load_spec(spec_name)
+    built = model.build(spec, model.prepare(spec, frame))
+    return [str(level) for level in built.backend.model.coords[CONSULTANT_DIM]]
+
+
+def _register(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    """Register rows (town, arm, consultant), 12 persons each, half of them leaving for work."""
+    records = [{"participant_id": f"{town}-{arm}-{consultant}-{i}", "municipality": town, "arm": arm,
+                "consultant_id": consultant, "outflow_work": i % 2}
+               for town, arm, consultant in rows for i in range(12)]
+    return pd.DataFrame(records)
+
+
+def test_consultant_levels_are_the_observed_town_consultant_pairs_on_nl7():
+    sim = bt.simulate(bt.load_design("nl7"), seed=1)
+    observed = sim.register[["municipality", "consultant_id"]].drop_duplicates()
+    expected = {f"{town}:{consultant if isinstance(consultant, str) and consultant else 'none:exemption'}"
+                for town, consultant in observed.itertuples(index=False)}
+    for spec_name, frame in (("outflow", sim.register), ("wellbeing", sim.survey)):
+        levels = _consultant_levels(spec_name, frame)
+        assert len(levels) == len(set(levels)) == len(observed) == 85  # 84 consultants + Nijmegen's no-contact arm
+        assert set(levels) == expected
+
+
+def test_a_consultant_id_reused_in_two_towns_is_two_consultants():
+    frame = _register([("A", "control", "c1"), ("A", "intensive", "c2"), ("B", "control", "c1"), ("B", "intensive", "c3")])
+    assert sorted(_consultant_levels("outflow", frame)) == ["A:c1", "A:c2", "B:c1", "B:c3"]
+
+
+def test_a_consultant_serving_two_arms_of_a_town_is_one_consultant():
+    frame = _register([("A", "control", "c1"), ("A", "intensive", "c1"), ("A", "intensive", "c2"),
+                       ("B", "control", "c3"), ("B", "intensive", "c3")])
+    assert sorted(_consultant_levels("outflow", frame)) == ["A:c1", "A:c2", "B:c3"]
+
+
+def test_persons_without_a_consultant_get_a_level_per_town_and_arm_never_shared_between_towns():
+    frame = _register([("A", "control", ""), ("A", "intensive", "c1"), ("B", "control", ""), ("B", "intensive", "c2")])
+    assert sorted(_consultant_levels("outflow", frame)) == ["A:c1", "A:none:control", "B:c2", "B:none:control"]
+
+
+def test_a_prior_keyed_by_the_nested_term_name_reaches_it(small_sim):
+    spec = bt.load_spec("outflow").with_priors({"1|municipality:consultant_id": bt.parse_prior("HalfNormal(0.2)")})
+    built = model.build(spec, model.prepare(spec, small_sim.register))
+    row = model.pymc_priors(built, spec).set_index("term").loc["1|municipality:consultant_id"]
+    assert row["set_by"] == "user" and row["params"]["sigma"] == pytest.approx(0.2)

@@ -58,7 +58,8 @@ def test_the_verdict_comes_first(demo):
 
 def test_no_participant_id_in_any_output(demo):
     path, outputs = demo
-    sim = bt.simulate(bt.load_design("oss"), seed=1)
+    source = workflow.load_workflow(path).data
+    sim = bt.simulate(bt.load_design(source["design"]), seed=int(source["seed"]))
     ids = set(sim.survey["participant_id"]) | set(sim.register["participant_id"])
     out_dir = outputs["html"].parent
     files = [p for p in out_dir.rglob("*") if p.is_file()]

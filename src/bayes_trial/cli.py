@@ -129,6 +129,11 @@ def print_estimands(fit) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit, store, then the diagnostics verdict (with its reasons when failing) before the estimates.
+
+    Exit 0 whenever the fit is stored; with --strict, 1 if it fails its diagnostics (as `diagnose`).
+    """
+    from .diagnose import diagnose
     from .fit import sample, save
     from .spec import load_priors_file, load_spec, parse_prior_assignment
 
@@ -139,10 +144,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
     frame = load_for_spec(spec, args.data, args.columns)
     fit = sample(spec, frame, progress=not args.quiet)
     path = save(fit, args.out)
+    diagnosis = diagnose(fit)
+    _print_verdict(f"\n{fit.spec.name} ({path})", diagnosis)
+    if not diagnosis.passed:
+        print(f"Do not use these estimates: refit with more --draws/--tune (or a higher --target-accept); "
+              f"details: bayes-trial diagnose {path}")
     print_estimands(fit)
     print_missing(fit)
-    print(f"\nfit stored in {path}")
-    return 0
+    print(f"\nfit stored in {path} (diagnostics {diagnosis.verdict.upper()})")
+    return 1 if args.strict and not diagnosis.passed else 0
 
 
 def _parse_rope(text: str | None, unit: str | None = None) -> tuple[float, float] | None:
@@ -401,7 +411,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report import report
 
     fits = [load(path) for path in args.fits]
-    paths = report(fits, args.out, title=args.title, min_cell=args.min_cell)
+    # Sections are titled by file name, or by the path as given where two files share a name.
+    names = [Path(path).name for path in args.fits]
+    labels = [name if names.count(name) == 1 else str(path) for path, name in zip(args.fits, names)]
+    paths = report(fits, args.out, title=args.title, min_cell=args.min_cell, labels=labels)
     print(f"report written: {paths['html']} and {paths['md']}")
     return 0
 
@@ -502,7 +515,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for survey.csv, register.csv and truth.json")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("fit", help="fit a model spec to trial data and store the posterior")
+    p = sub.add_parser("fit", help="fit a model spec to trial data, store the posterior, print the diagnostics verdict "
+                                   "and the estimates")
     p.add_argument("spec", help="model spec name (models/NAME.toml) or path")
     p.add_argument("--data", required=True, help="data file, or a folder with survey.csv / register.csv")
     p.add_argument("--out", required=True, help="where to store the fit (netCDF, e.g. fits/outflow.nc)")
@@ -510,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a prior, e.g. 'arm=Normal(0, 0.5)' or '1|municipality:consultant_id=HalfNormal(0.3)'")
     p.add_argument("--priors", help="TOML file of priors (TERM = \"Distribution(...)\") applied over the spec's")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when the fit fails its convergence diagnostics (it is stored all the same); "
+                        "without it the exit code is 0 for every stored fit and the verdict is printed")
     _add_data_options(p)
     _add_sampler_options(p)
     p.set_defaults(func=cmd_fit)
@@ -590,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_published_oss)
 
     p = sub.add_parser("report", help="HTML + Markdown report of one or more stored fits")
-    p.add_argument("fits", nargs="+", help="stored fits (.nc)")
+    p.add_argument("fits", nargs="+", help="stored fits (.nc); one section per file, each with its own verdict")
     p.add_argument("--out", required=True, help="folder for report.html, report.md and figures/")
     p.add_argument("--title", default="bayes-trial report")
     p.add_argument("--min-cell", type=int, default=10, dest="min_cell",

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .model import PreparedData, group_terms
+from .model import NestedModel, PreparedData, group_terms
 
 PARTICIPANT = "participant_id"
 PARTICIPANT_TERM = f"1|{PARTICIPANT}"
@@ -216,8 +216,8 @@ def marginal_model(prepared: PreparedData, full: bmb.Model, stats: ParticipantSt
     )
     formula = _PARTICIPANT_TERM_RE.sub("", prepared.formula)
     formula = " ".join(re.sub(r"~\s*\+", "~ ", re.sub(r"\+\s*\+", "+", formula)).rstrip(" +").split())
-    model = bmb.Model(formula, prepared.data, family=family, priors=priors, center_predictors=False,
-                      noncentered=full.noncentered)
+    model = NestedModel(formula, prepared.data, family=family, priors=priors, center_predictors=False,
+                        noncentered=full.noncentered)
     model.build()
     return model
 

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from . import model as model_mod  # noqa: E402
 from . import query  # noqa: E402
 from .fit import Fit  # noqa: E402
 
@@ -55,7 +56,12 @@ def _unit_label(fit: Fit) -> str:
 
 
 def plot_effects_by_town(fit: Fit, interval: float = query.DEFAULT_INTERVAL):
-    """Forest plot: each arm's effect against control per town, pooled over towns, and for a new town."""
+    """Forest plot: each arm's effect against control per town, pooled over towns, and for a new town.
+
+    None for a model without towns in its data.
+    """
+    if "municipality" not in fit.data:
+        return None
     control = fit.spec.control_arm
     treated = [arm for arm in query.arms(fit) if arm != control]
     colours = arm_colours(query.arms(fit))
@@ -142,9 +148,16 @@ def consultant_effects(fit: Fit, interval: float = query.DEFAULT_INTERVAL) -> pd
     served = data.groupby("group", observed=True)["arm"].agg(lambda s: "/".join(sorted(map(str, s.unique()))))
     tail = (1 - interval) / 2
     lower, upper = np.quantile(draws, [tail, 1 - tail], axis=1)
-    table = pd.DataFrame({"consultant": levels, "mean": draws.mean(axis=1), "lower": lower, "upper": upper,
-                          "arm": [served.get(level, "") for level in levels]})
+    table = pd.DataFrame({"consultant": [_consultant_label(level) for level in levels], "mean": draws.mean(axis=1),
+                          "lower": lower, "upper": upper, "arm": [served.get(level, "") for level in levels]})
     return table.sort_values("mean").reset_index(drop=True)
+
+
+def _consultant_label(level: str) -> str:
+    """`Town:none:ARM` (the persons of a town's arm without a consultant) said in words."""
+    town, _, consultant = level.partition(":")
+    kind, _, arm = consultant.partition(":")
+    return f"{town}: no consultant ({arm})" if kind == model_mod.NO_CONSULTANT and arm else level
 
 
 def plot_consultants(fit: Fit, interval: float = query.DEFAULT_INTERVAL):

@@ -4,6 +4,15 @@
 that Bambi's treatment coding compares every arm with control), binary outcomes aggregated into
 binomial counts per cell when no person-level column is in the formula, and grouping terms that the
 data cannot inform dropped with a note. `build` gives the Bambi model with the spec's priors.
+
+Nested grouping factors (`(1|municipality:consultant_id)`) have one level per combination observed in
+the model-ready data, not one per pair of levels: Bambi would cross every town with every consultant
+id (595 levels for the 84 consultants of `nl7`), and the unobserved pairs only carry their prior into
+the fit, its diagnostics and its file. `NestedModel` builds each such factor as one column of the
+observed combinations while the term keeps its name (`1|municipality:consultant_id`), so priors,
+stored posteriors and level names (`Oss:c03`) read as before. Persons without a consultant get one
+`none:ARM` pseudo-consultant per arm; nested in the town, that is one level per town and arm, never
+shared between towns.
 """
 
 from __future__ import annotations
@@ -48,6 +57,46 @@ class PreparedData:
         if self.aggregated:
             return self.data[TRIALS].to_numpy(dtype=float)
         return np.ones(len(self.data))
+
+
+def nested_factors(formula: str) -> list[str]:
+    """Grouping factors of the form `a:b` (nested or crossed factors), in order of appearance."""
+    return list(dict.fromkeys(factor for _, factor in group_terms(formula) if ":" in factor))
+
+
+def with_nested_columns(formula: str, data: pd.DataFrame) -> tuple[str, pd.DataFrame]:
+    """The formula and a copy of the data as Bambi gets them: each `a:b` factor one column of observed pairs.
+
+    The column is named `a:b` (backticks in the formula), so the term is still `1|a:b` and its levels
+    are still spelled `A:B`; only combinations present in `data` become levels.
+    """
+    factors = [f for f in nested_factors(formula) if all(p.strip() in data for p in f.split(":"))]
+    if not factors:
+        return formula, data
+    data = data.copy()
+    for factor in factors:
+        parts = [p.strip() for p in factor.split(":")]
+        data[factor] = data[parts].astype(str).agg(":".join, axis=1).astype(object)
+        formula = re.sub(r"\|\s*" + re.escape(factor) + r"\s*\)", f"|`{factor}`)", formula)
+    return formula, data
+
+
+class NestedModel(bmb.Model):
+    """A Bambi model whose `a:b` grouping factors have only the observed combinations as levels.
+
+    `predict` on new data rebuilds those columns from the parts, so a row of a town or consultant
+    not in the fit is a new group, as in a plain Bambi model.
+    """
+
+    def __init__(self, formula: str, data: pd.DataFrame, **kwargs):
+        self.nested_formula = formula
+        formula, data = with_nested_columns(formula, data)
+        super().__init__(formula, data, **kwargs)
+
+    def predict(self, idata, kind="response_params", data=None, **kwargs):
+        if data is not None:
+            _, data = with_nested_columns(self.nested_formula, data)
+        return super().predict(idata, kind=kind, data=data, **kwargs)
 
 
 def formula_columns(formula: str) -> list[str]:
@@ -113,7 +162,8 @@ def model_rows(spec: ModelSpec, frame: pd.DataFrame, columns: list[str],
         if no_consultant.any():
             arm_of = frame.loc[no_consultant, "arm"].astype(str)
             data.loc[no_consultant, "consultant_id"] = NO_CONSULTANT + ":" + arm_of
-            notes.append(f"{int(no_consultant.sum())} rows without a consultant share one '{NO_CONSULTANT}:ARM' level per arm")
+            notes.append(f"{int(no_consultant.sum())} rows without a consultant: one '{NO_CONSULTANT}:ARM' "
+                         "pseudo-consultant per arm (per town and arm in a municipality:consultant_id term)")
     incomplete = data[used].isna().any(axis=1)
     if incomplete.any():
         no_outcome = data[spec.outcome].isna()
@@ -246,8 +296,8 @@ def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
     try:
         # Priors go in with the formula: Bambi 0.17 cannot auto-scale a default prior for a
         # multi-column term (a spline) in a logit model, so such a term needs its prior up front.
-        model = bmb.Model(prepared.formula, prepared.data, family=prepared.family, center_predictors=False,
-                          priors={term: _bambi_prior(term, prior) for term, prior in spec.priors.items()})
+        model = NestedModel(prepared.formula, prepared.data, family=prepared.family, center_predictors=False,
+                            priors={term: _bambi_prior(term, prior) for term, prior in spec.priors.items()})
     except Exception as exc:  # formulae raises many types for bad formulas
         raise SpecError(f"model {spec.name!r}: Bambi cannot use formula {prepared.formula!r}: {str(exc).splitlines()[0]}") from None
     valid = valid_prior_terms(model)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,14 +139,24 @@ def _hazard_blocks(fit: Fit, figure_dir: Path, min_cell: int) -> list[Block]:
     return blocks
 
 
-def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None, min_cell: int = query.MIN_CELL,
-               diagnosis: diagnose_mod.Diagnosis | None = None) -> list[Block]:
-    """The report section of one fit; its figures go to figure_dir/NAME/."""
-    diagnosis = diagnosis or diagnose_mod.diagnose(fit, with_sensitivity=True)
+def section_title(fit: Fit, label: str | None = None) -> str:
+    """`label` (the fit's file name) and its spec name, or the spec name alone when they are the same."""
     name = fit.spec.name
-    figure_dir = Path(figure_dir) / name
-    blocks = [Block("h2", f"{name}: {fit.spec.description or fit.spec.outcome}")]
-    blocks.append(Block("verdict", f"Diagnostics {'PASS' if diagnosis.passed else 'FAIL'}: {name}",
+    return name if not label or label == name else f"{label} ({name})"
+
+
+def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None, min_cell: int = query.MIN_CELL,
+               diagnosis: diagnose_mod.Diagnosis | None = None, label: str | None = None) -> list[Block]:
+    """The report section of one fit, titled with `label` (e.g. its file name) and spec name.
+
+    Its figures go to figure_dir/NAME/, NAME made of the label (else the spec name) in letters, digits,
+    `-` and `_`, so each section needs a distinct label.
+    """
+    diagnosis = diagnosis or diagnose_mod.diagnose(fit, with_sensitivity=True)
+    title = section_title(fit, label)
+    figure_dir = Path(figure_dir) / (re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_") if label else fit.spec.name)
+    blocks = [Block("h2", f"{title}: {fit.spec.description or fit.spec.outcome}")]
+    blocks.append(Block("verdict", f"Diagnostics {'PASS' if diagnosis.passed else 'FAIL'}: {title}",
                         passed=diagnosis.passed, items=list(diagnosis.failed)))
     blocks.append(Block("h3", "Model"))
     blocks.append(Block("pre", f"formula: {fit.prepared.formula}\nfamily: {fit.prepared.family}\n"
@@ -189,19 +200,38 @@ def published_blocks(analysis) -> list[Block]:
     return blocks
 
 
+def section_labels(fits: list[Fit], labels: list[str] | None = None) -> list[str]:
+    """One distinct label per fit: the given labels (file names) or the spec names, numbered where repeated."""
+    labels = list(labels) if labels is not None else [fit.spec.name for fit in fits]
+    if len(labels) != len(fits):
+        raise ValueError(f"{len(labels)} labels for {len(fits)} fits")
+    seen: dict[str, int] = {}
+    distinct = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        distinct.append(label if labels.count(label) == 1 else f"{label} #{seen[label]}")
+    return distinct
+
+
 def report_blocks(fits: list[Fit], figure_dir: Path, *, title: str = "bayes-trial report",
                   queries: dict[str, list[dict]] | None = None, min_cell: int = query.MIN_CELL,
-                  extra: list[Block] | None = None) -> list[Block]:
-    """A whole report: title, every fit's verdict on the first screen, then one section per fit."""
+                  extra: list[Block] | None = None, labels: list[str] | None = None) -> list[Block]:
+    """A whole report: title, every fit's verdict on the first screen, then one section per fit.
+
+    Each fit is its own section with its own verdict, even when several fits share a spec name
+    (e.g. two runs of `outflow` with different draws). `labels` name the sections, typically the fit
+    files' names; by default the spec names, numbered where repeated. `queries` are keyed by spec name.
+    """
     check_min_cell(min_cell)
-    diagnoses = {fit.spec.name: diagnose_mod.diagnose(fit, with_sensitivity=True) for fit in fits}
+    labels = section_labels(fits, labels)
+    diagnoses = [diagnose_mod.diagnose(fit, with_sensitivity=True) for fit in fits]
     blocks = [Block("h1", title)]
-    for name, diagnosis in diagnoses.items():
-        blocks.append(Block("verdict", f"{name}: diagnostics {'PASS' if diagnosis.passed else 'FAIL'}",
+    for fit, label, diagnosis in zip(fits, labels, diagnoses):
+        blocks.append(Block("verdict", f"{section_title(fit, label)}: diagnostics {'PASS' if diagnosis.passed else 'FAIL'}",
                             passed=diagnosis.passed, items=list(diagnosis.failed)))
-    for fit in fits:
+    for fit, label, diagnosis in zip(fits, labels, diagnoses):
         blocks += fit_blocks(fit, figure_dir, queries=(queries or {}).get(fit.spec.name), min_cell=min_cell,
-                             diagnosis=diagnoses[fit.spec.name])
+                             diagnosis=diagnosis, label=label)
     return blocks + list(extra or [])
 
 
@@ -295,9 +325,13 @@ def write_report(blocks: list[Block], out_dir: str | os.PathLike, name: str = "r
 
 def report(fits: list[Fit], out_dir: str | os.PathLike, *, title: str = "bayes-trial report",
            queries: dict[str, list[dict]] | None = None, min_cell: int = query.MIN_CELL,
-           extra: list[Block] | None = None) -> dict[str, Path]:
-    """Build and write the report of `fits` (and `extra` sections) into `out_dir` (figures in out_dir/figures)."""
+           extra: list[Block] | None = None, labels: list[str] | None = None) -> dict[str, Path]:
+    """Build and write the report of `fits` (and `extra` sections) into `out_dir` (figures in out_dir/figures).
+
+    One section per fit, titled by `labels` (e.g. the fit files' names) and spec name; see `report_blocks`.
+    """
     out_dir = Path(out_dir)
-    blocks = report_blocks(fits, out_dir / "figures", title=title, queries=queries, min_cell=min_cell, extra=extra)
+    blocks = report_blocks(fits, out_dir / "figures", title=title, queries=queries, min_cell=min_cell, extra=extra,
+                           labels=labels)
     return write_report(blocks, out_dir)
 
