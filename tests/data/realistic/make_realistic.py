@@ -36,7 +36,6 @@ class Town:
 
 @dataclass(frozen=True)
 class Truth:
-    control_arm: str
     outflow: dict[str, float]  # probability of outflow to work by arm (before town/consultant effects)
     wellbeing_gain: dict[str, float]  # wellbeing effect of the arm after baseline (points)
     response: dict[str, list[float]]  # probability of answering each wave, by arm
@@ -107,8 +106,7 @@ def gemeenten_sav(rng: np.random.Generator) -> None:
         Town("Tilburg", {"controle": 35, "intensief": 40},
              {"controle": ["K07"], "intensief": ["K08", "K09", "K10"]}),
     ]
-    truth = Truth(control_arm="controle",
-                  outflow={"controle": 0.22, "eigen regie": 0.30, "intensief": 0.36},
+    truth = Truth(outflow={"controle": 0.22, "eigen regie": 0.30, "intensief": 0.36},
                   wellbeing_gain={"controle": 0.0, "eigen regie": 0.5, "intensief": 0.4},
                   # Oss-like attrition: control answers much less after baseline
                   response={"controle": [0.95, 0.42, 0.35], "eigen regie": [0.97, 0.82, 0.70],
@@ -146,8 +144,7 @@ def nl4_csv(rng: np.random.Generator) -> None:
         Town("Zwolle", {"control": 25, "self_direction": 25, "intensive": 25},
              {"control": ["z1"], "self_direction": ["z1"], "intensive": ["z1", "z2"]}),
     ]
-    truth = Truth(control_arm="control",
-                  outflow={"control": 0.25, "self_direction": 0.32, "intensive": 0.38},
+    truth = Truth(outflow={"control": 0.25, "self_direction": 0.32, "intensive": 0.38},
                   wellbeing_gain={"control": 0.0, "self_direction": 0.5, "intensive": 0.3},
                   response={"control": [0.92, 0.40, 0.33], "self_direction": [0.95, 0.82, 0.70],
                             "intensive": [0.95, 0.75, 0.62]},
@@ -163,8 +160,7 @@ def one_town_csv(rng: np.random.Generator) -> None:
     """A single town: nothing to learn about how towns differ, so no new-town prediction."""
     towns = [Town("Oss", {"control": 70, "self_direction": 70, "intensive": 60},
                   {"control": ["a1", "a2"], "self_direction": ["b1"], "intensive": ["b2", "b3"]})]
-    truth = Truth(control_arm="control",
-                  outflow={"control": 0.24, "self_direction": 0.33, "intensive": 0.36},
+    truth = Truth(outflow={"control": 0.24, "self_direction": 0.33, "intensive": 0.36},
                   wellbeing_gain={"control": 0.0, "self_direction": 0.5, "intensive": 0.4},
                   response={"control": [0.95, 0.45, 0.40], "self_direction": [0.97, 0.80, 0.70],
                             "intensive": [0.97, 0.80, 0.70]})
