@@ -357,6 +357,25 @@ def test_query_for_a_new_municipality(fits, data, model):
         assert len(rows) == 1 and mentions_prior(rows[0]), f"one-town fit answered a new town without saying: {rows}"
 
 
+def towns_without_an_arm():
+    """For each data set with one, a hypothesis and a town that did not run one of its arms."""
+    cases = {}
+    for d in DATASETS.values():
+        for h, ran in d.hypotheses.items():
+            for town in d.towns:
+                if town not in ran:
+                    cases.setdefault(d.name, pytest.param(d, h, town, id=f"{d.name}-{town}"))
+    return list(cases.values())
+
+
+@pytest.mark.parametrize("data, hypothesis, town", towns_without_an_arm())
+def test_query_at_a_town_that_did_not_run_the_arm_is_refused(fits, data, hypothesis, town):
+    """Per-town answers exist only for the arms that town ran: one line, not a made-up effect."""
+    result = run_cli("query", fits.path(data, "outflow"), hypothesis, "--municipality", town, "--json")
+    check_one_line_error(result)
+    assert town in result.stderr
+
+
 @pytest.mark.parametrize("data", each_data_set())
 def test_query_by_wave_names_every_wave(fits, data):
     result, rows = query_json(fits.path(data, "wellbeing"), data.hypothesis, "--by", "wave")
