@@ -65,8 +65,8 @@ def plot_effects_by_town(fit: Fit, interval: float = query.DEFAULT_INTERVAL):
     control = fit.spec.control_arm
     treated = [arm for arm in query.arms(fit) if arm != control]
     colours = arm_colours(query.arms(fit))
-    tables = {arm: query.hypothesis(fit, f"{arm} - {control}", by="municipality", interval=interval) for arm in treated}
-    pooled = {arm: query.hypothesis(fit, f"{arm} - {control}", interval=interval).to_dict("records")[0] for arm in treated}
+    tables = {arm: query.hypothesis(fit, query.contrast_text(arm, control), by="municipality", interval=interval) for arm in treated}
+    pooled = {arm: query.hypothesis(fit, query.contrast_text(arm, control), interval=interval).to_dict("records")[0] for arm in treated}
     labels = list(tables[treated[0]]["municipality"])
     rows = labels[:-1] + ["all towns (pooled)"] + labels[-1:]
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) * len(treated) + 1.6))
@@ -215,7 +215,7 @@ def report_figures(fit: Fit, out_dir: str | os.PathLike, queries: list[str] | No
                    min_cell: int = query.MIN_CELL) -> dict[str, list[Path]]:
     """Every standard figure for one fit, written to `out_dir`; returns name -> paths."""
     control = fit.spec.control_arm
-    expressions = queries or [f"{arm} - {control} > 0" for arm in query.arms(fit) if arm != control]
+    expressions = queries or [f"{query.contrast_text(arm, control)} > 0" for arm in query.arms(fit) if arm != control]
     figures = {f"{fit.spec.name}_effects_by_town": plot_effects_by_town(fit),
                f"{fit.spec.name}_consultants": plot_consultants(fit),
                f"{fit.spec.name}_trajectories": plot_trajectories(fit, min_cell=min_cell)}

@@ -419,6 +419,16 @@ def resolve_arm(label: str, arm_names: list[str], expression: str) -> str:
                     "write a label with spaces in quotes, e.g. 'eigen regie', or with underscores, eigen_regie)")
 
 
+def arm_term(arm: str) -> str:
+    """An arm label as `parse_hypothesis` reads it back: bare when it is a name, else in backticks."""
+    return arm if arm.isidentifier() else f"`{arm}`"
+
+
+def contrast_text(arm: str, control: str) -> str:
+    """The hypothesis text "ARM - CONTROL" for two arm labels, quoted where a label has spaces."""
+    return f"{arm_term(arm)} - {arm_term(control)}"
+
+
 def parse_hypothesis(expression: str, arm_names: list[str], unit: str | None = None) -> Hypothesis:
     """Parse "intensive - control > 0.02" (or "2pp") into arm weights, comparison and threshold.
 
