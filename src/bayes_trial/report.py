@@ -90,11 +90,14 @@ def _readable(table: pd.DataFrame) -> pd.DataFrame:
 
 def _estimand_table(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
-    shown["interval (90% ETI)"] = [f"[{lo:+.2f}, {hi:+.2f}]" for lo, hi in zip(shown["lower"], shown["upper"])]
+    shown["interval (90% ETI)"] = ["—" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
+                                   for lo, hi in zip(shown["lower"], shown["upper"])]
+    if "note" in shown:
+        shown["note"] = shown["note"].fillna("")
     if "wave" in shown and shown["wave"].isna().all():
         shown = shown.drop(columns="wave")
     keep = [c for c in ("contrast", "hypothesis", "municipality", "wave", "month", "arm", "unit", "mean", "interval (90% ETI)",
-                        "p_gt_0", "p_hypothesis", "p_rope") if c in shown]
+                        "p_gt_0", "p_hypothesis", "p_rope", "note") if c in shown]
     return shown[keep].rename(columns={"p_gt_0": "P(effect > 0)", "p_hypothesis": "P(hypothesis)", "p_rope": "P(in ROPE)"})
 
 
