@@ -636,6 +636,9 @@ def test_mapping_target_must_belong_to_the_contract_or_the_model():
     message = error_of(check_column_mapping, {"groep": "amr"}, targets=["arm", "wave"])
     assert "'groep' is mapped to 'amr', which is not a column of the data contract (arm?); targets: arm, wave" in message
     assert check_column_mapping({"leeftijd": "age"}, targets=["age"]) == {"leeftijd": "age"}
+    # one mapping serves both tables: the survey's outcome passes when the register is read
+    assert check_column_mapping({"welzijn": "wellbeing"}, targets=["arm", "wave", "outflow_work"]) == {
+        "welzijn": "wellbeing"}
     assert "must be a column name" in error_of(check_column_mapping, {"groep": 3})
 
 

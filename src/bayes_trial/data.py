@@ -594,8 +594,10 @@ def check_column_mapping(
 ) -> dict[str, str]:
     """A column mapping as ``{source: target}`` text, no source or target twice.
 
-    With `targets` (see :func:`model_columns`), every target must be one of them. A mapping read
-    from a TOML table (``[data.columns]``) is checked the same way.
+    With `targets` (see :func:`model_columns`), a target spelled almost like one of them but not
+    exactly (``municiplity``) is refused; other targets pass, since one mapping serves both the
+    survey and the register. A mapping read from a TOML table (``[data.columns]``) is checked the
+    same way.
     """
     if not isinstance(mapping, Mapping):
         raise DataError(f"{where}: expected a table of SOURCE = \"TARGET\" column names, got {mapping!r}")
@@ -608,12 +610,13 @@ def check_column_mapping(
         return checked
     allowed = list(dict.fromkeys(targets))
     for source, target in checked.items():
-        if target not in allowed:
-            close = difflib.get_close_matches(target, allowed, n=1, cutoff=0.6)
-            hint = f" ({close[0]}?)" if close else ""
+        # One mapping serves both tables, so a target this model does not use (another table's
+        # outcome) is fine; one spelled almost like a column it does use is a typo.
+        close = difflib.get_close_matches(target, allowed, n=1, cutoff=0.6)
+        if target not in allowed and close:
             raise DataError(
                 f"{where}: {_show(source)} is mapped to {_show(target)}, which is not a column of the "
-                f"data contract{hint}; targets: {', '.join(allowed)}"
+                f"data contract ({close[0]}?); targets: {', '.join(allowed)}"
             )
     return checked
 
