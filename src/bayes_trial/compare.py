@@ -150,10 +150,38 @@ def check_lomo(fit: Fit) -> None:
                         f"{fit.spec.name!r} {why}")
 
 
+def _onto_fitted_levels(train: Fit, held_out: pd.DataFrame) -> pd.DataFrame:
+    """The held-out town's rows relabelled onto levels of the training fit.
+
+    `query.new_town_posterior` gives every town the same new-town draws and every consultant
+    nested in a town a fresh draw of its own, so a held-out row may borrow any training town, and
+    each held-out consultant a distinct training consultant (with that consultant's town): the
+    borrowed levels carry new-town draws only. Bambi is left to make new groups for participants
+    alone (its new-group draws for town terms index out of range when towns run different arms).
+    """
+    rows = held_out.copy()
+    fitted = train.data
+    consultant_term = "consultant_id" in rows and any(
+        "consultant_id" in name.split("|", 1)[1] for name in query.town_terms(train))
+    if not consultant_term:
+        rows[TOWN] = pd.Series(fitted[TOWN].iloc[0], index=rows.index).astype(fitted[TOWN].dtype)
+        return rows
+    pairs = fitted[[TOWN, "consultant_id"]].drop_duplicates().reset_index(drop=True)
+    held = pd.unique(rows["consultant_id"])
+    if len(held) > len(pairs):
+        raise SpecError(f"leave-one-municipality-out: the held-out town has {len(held)} consultants, more than "
+                        f"the {len(pairs)} of the other towns together, so they cannot each get their own new draw")
+    position = pd.Series(np.arange(len(held)), index=held)[rows["consultant_id"]].to_numpy()
+    for column in (TOWN, "consultant_id"):
+        rows[column] = pairs[column].iloc[position].to_numpy()
+        rows[column] = rows[column].astype(fitted[column].dtype)
+    return rows
+
+
 def _held_out_log_density(train: Fit, held_out: pd.DataFrame) -> np.ndarray:
     """log p(y_i | training data) per held-out row, its town's group effects drawn as for a new town."""
-    predicted = train.model.predict(train.idata, kind="response_params", data=held_out, inplace=False,
-                                    sample_new_groups=True)
+    predicted = train.model.predict(query.new_town_posterior(train), kind="response_params",
+                                    data=_onto_fitted_levels(train, held_out), inplace=False, sample_new_groups=True)
     log_lik = train.model.family.log_likelihood(train.model, predicted.posterior, held_out)
     draws = log_lik.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy().reshape(-1, len(held_out))
     return logsumexp(draws, axis=0) - np.log(draws.shape[0])
