@@ -205,7 +205,7 @@ def test_wave_labels_and_the_wave_answered(wellbeing_fit, wellbeing_fit_path, ca
     assert cli.main(["query", str(wellbeing_fit_path), "intensive - control", "--wave", "T0"]) == 0
     assert "answered at wave" not in capsys.readouterr().out
     assert cli.main(["query", str(wellbeing_fit_path), "intensive - control"]) == 0
-    assert "answered at wave 1 (the last wave" in capsys.readouterr().out
+    assert "answered at wave 1 (t1), the last wave" in capsys.readouterr().out
     assert cli.main(["query", str(wellbeing_fit_path), "intensive - control", "--wave", "t5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "wave 't5' is not in this fit" in err[0] and "1 (t1)" in err[0]

@@ -277,7 +277,7 @@ def test_fit_prints_estimates_and_a_verdict(fits, data, model):
     missing = table[table[OUTCOME[model]].isna()]
     if len(missing):
         # missing outcomes are dropped and counted (per arm and wave), not an error and not silent
-        lines = [line for line in result.stdout.splitlines() if re.search(r"missing|dropped", line, re.IGNORECASE)]
+        lines = [line for line in result.stdout.splitlines() if re.search(r"missing|dropped|left out", line, re.IGNORECASE)]
         assert lines, f"{len(missing)} missing {OUTCOME[model]} values are not mentioned:\n{result.stdout}"
         text = "\n".join(lines)
         assert re.search(rf"\b{len(missing)}\b", text) or all(arm in text for arm in set(missing["arm"])), (
@@ -326,9 +326,17 @@ def test_ppc_writes_statistics_and_figures(fits, data, model, tmp_path):
 def test_query_by_municipality_answers_for_the_towns_that_ran_the_arms(fits, data, model, hypothesis):
     result, rows = query_json(fits.path(data, model), hypothesis, "--by", "municipality")
     check_ok(result)
+    # a town that did not run an arm of the hypothesis (and a new town that cannot be predicted)
+    # keeps its row, without numbers, and a note that says why
+    unanswered = [row for row in rows if row["mean"] is None]
+    for row in unanswered:
+        assert row.get("note"), f"row without an answer and without a reason: {row}"
+    rows = [row for row in rows if row["mean"] is not None]
     towns = [row for row in rows if not is_new_town(row)]
     new = [row for row in rows if is_new_town(row)]
     assert sorted(row["municipality"] for row in towns) == list(data.hypotheses[hypothesis])
+    assert sorted(row["municipality"] for row in unanswered if not is_new_town(row)) == sorted(
+        set(data.towns) - set(data.hypotheses[hypothesis]))
     if len(data.towns) >= 2:
         assert len(new) == 1
     else:  # one town: no new-town answer, or one labelled as coming from the prior, never a copy
@@ -496,6 +504,9 @@ def test_run_a_workflow_over_the_files(data, tmp_path):
     blocks = [outflow[outflow["hypothesis"] == text] for text in outflow["hypothesis"].unique()]
     assert len(blocks) == len(data.hypotheses)
     for block, towns in zip(blocks, data.hypotheses.values()):
+        unanswered = block[block["mean"].isna()]
+        assert unanswered["note"].notna().all(), "rows without an answer must say why"
+        block = block[block["mean"].notna()]
         assert sorted(t for t in block["municipality"] if "new" not in str(t).lower()) == list(towns)
         new = block[block["municipality"].astype(str).str.contains("new")]
         if len(data.towns) >= 2:

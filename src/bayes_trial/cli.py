@@ -173,8 +173,9 @@ def _answer_wave_line(fit, args: argparse.Namespace, table) -> str | None:
     if args.wave is not None or args.by == "wave" or "wave" not in table or table.empty:
         return None
     answered = sorted({int(w) for w in table["wave"].dropna()})
-    return (f"answered at wave {', '.join(map(str, answered))} (the last wave; choose another with --wave, "
-            "e.g. --wave t1)") if answered else None
+    named = ", ".join(f"{w} (t{w})" for w in answered)
+    return (f"answered at wave {named}, the last wave; choose another with --wave, e.g. --wave t1"
+            if answered else None)
 
 
 def cmd_query(args: argparse.Namespace) -> int:
