@@ -226,7 +226,7 @@ def test_unbalanced_panel_takes_the_fast_path_and_matches_plain_bambi(unbalanced
     fast_u, plain_u = (f.posterior["1|participant_id"] for f in (fast, plain))
     mcse = np.hypot(az.mcse(fast_u)["1|participant_id"], az.mcse(plain_u)["1|participant_id"])
     assert (np.abs(fast_u.mean(("chain", "draw")) - plain_u.mean(("chain", "draw"))) < 4.5 * mcse).mean() > 0.99
-    # Its own log-likelihood is PyMC's for the full model at the same draws.
+    # Its own log-likelihood is PyMC's for the full model at the same draws (stored in single precision).
     import pymc as pm
 
     few = fast.sel(draw=slice(0, 20))
@@ -234,7 +234,7 @@ def test_unbalanced_panel_takes_the_fast_path_and_matches_plain_bambi(unbalanced
     padded = few.posterior.assign({f"{n}_offset": few.posterior[n] / few.posterior[f"{n}_sigma"] for n in offsets})
     pymc_ll = pm.compute_log_likelihood(az.InferenceData(posterior=padded), model=full.backend.model,
                                         extend_inferencedata=False, progressbar=False)["wellbeing"]
-    assert np.allclose(few.log_likelihood["wellbeing"].to_numpy(), pymc_ll.to_numpy(), rtol=1e-9, atol=1e-9)
+    assert np.allclose(few.log_likelihood["wellbeing"].to_numpy(), pymc_ll.to_numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_default_prior_of_the_participant_sd_is_bambis(unbalanced):
