@@ -34,7 +34,7 @@ RESULTS = HERE / "RESULTS.md"
 DESIGN = HERE / "big_survey_design.toml"
 BASE_PERSONS = 1000
 SETTINGS = {"chains": 2, "tune": 500, "draws": 500, "seed": 2024}
-GOAL_PERSONS, GOAL_SECONDS, GOAL_GB = 100_000, 180.0, 4.0
+GOAL_PERSONS, GOAL_SECONDS, GOAL_GB = 100_000, 180.0, 4.0 * 10**9 / 2**30  # 4 GB in GiB
 BEGIN, END = "<!-- big_survey: begin -->", "<!-- big_survey: end -->"
 
 
@@ -56,6 +56,7 @@ def child(path: str, persons: int, out: str) -> None:
     started = time.perf_counter()
     fit = bt.sample(bt.load_spec("wellbeing"), survey, progress=path == "ours", sampler=sampler, **SETTINGS)
     fit_s = time.perf_counter() - started
+    fit_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         saved = bt.save(fit, Path(tmp) / "fit.nc")
@@ -72,7 +73,8 @@ def child(path: str, persons: int, out: str) -> None:
         "waves_per_person": {int(k): int(v) for k, v in waves.items()},
         "simulate_s": simulate_s, "fit_s": fit_s, "save_s": save_s, "file_mb": file_mb,
         "sampling_s": float(fit.info["sampling_seconds"]),
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "fit_peak_rss_gb": fit_rss_gb, "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
         "min_ess": float(min(ess[v].min() for v in names)), "max_rhat": float(max(rhat[v].max() for v in names)),
         "divergences": int(fit.idata.sample_stats["diverging"].sum()),
         "arm_mean": [round(float(x), 3) for x in posterior["arm"].mean(("chain", "draw")).values],
@@ -110,16 +112,16 @@ def load_average() -> str:
 
 def table(results: list[dict]) -> list[str]:
     lines = ["| path | persons | rows | persons with 1 / 2 / 3 waves | fit (s) | of which sampling (s) | save (s) | "
-             "peak RSS (GB) | fit file (MB) | min bulk ESS | max R-hat | divergences | arm effects (mean) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "peak RSS: fit / with save (GiB) | CPU (s) | fit file (MB) | min bulk ESS | max R-hat | divergences | arm effects (mean) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         label = "ours" if r["path"] == "ours" else "plain Bambi"
         if "failed" in r:
-            lines.append(f"| {label} | {r['persons']:,} | | | failed: {r['failed']} | | | | | | | | |")
+            lines.append(f"| {label} | {r['persons']:,} | | | failed: {r['failed']} | | | | | | | | | |")
             continue
         waves = " / ".join(f"{r['waves_per_person'].get(str(k), r['waves_per_person'].get(k, 0)):,}" for k in (1, 2, 3))
         lines.append(f"| {label} | {r['persons']:,} | {r['rows']:,} | {waves} | {r['fit_s']:.1f} | {r['sampling_s']:.1f} | "
-                     f"{r['save_s']:.1f} | {r['peak_rss_gb']:.2f} | {r['file_mb']:.0f} | {r['min_ess']:.0f} | "
+                     f"{r['save_s']:.1f} | {r['fit_peak_rss_gb']:.2f} / {r['peak_rss_gb']:.2f} | {r['cpu_s']:.0f} | {r['file_mb']:.0f} | {r['min_ess']:.0f} | "
                      f"{r['max_rhat']:.3f} | {r['divergences']} | {', '.join(f'{x:.2f}' for x in r['arm_mean'])} |")
     return lines
 
@@ -127,15 +129,16 @@ def table(results: list[dict]) -> list[str]:
 def goal_line(results: list[dict]) -> str:
     big = [r for r in results if r["path"] == "ours" and r["persons"] == GOAL_PERSONS]
     if not big:
-        return f"- {GOAL_PERSONS:,} persons in under {GOAL_SECONDS:.0f} s and {GOAL_GB:.0f} GB: not measured in this run."
+        return f"- {GOAL_PERSONS:,} persons in under {GOAL_SECONDS:.0f} s and 4 GB: not measured in this run."
     r = big[0]
     if "failed" in r:
-        return f"- {GOAL_PERSONS:,} persons in under {GOAL_SECONDS:.0f} s and {GOAL_GB:.0f} GB: **not reached** ({r['failed']})."
-    total = r["fit_s"] + r["save_s"]
-    reached = total < GOAL_SECONDS and r["peak_rss_gb"] < GOAL_GB
-    return (f"- {GOAL_PERSONS:,} persons ({r['rows']:,} rows) in under {GOAL_SECONDS:.0f} s and {GOAL_GB:.0f} GB: "
-            f"**{'reached' if reached else 'not reached'}**: fit {r['fit_s']:.0f} s + save {r['save_s']:.0f} s, "
-            f"peak RSS {r['peak_rss_gb']:.2f} GB (the whole process: simulation, fit, save).")
+        return f"- {GOAL_PERSONS:,} persons in under {GOAL_SECONDS:.0f} s and 4 GB: **not reached** ({r['failed']})."
+    reached = r["fit_s"] < GOAL_SECONDS and r["peak_rss_gb"] < GOAL_GB
+    return (f"- {GOAL_PERSONS:,} persons ({r['rows']:,} rows) in under {GOAL_SECONDS:.0f} s and 4 GB: "
+            f"**{'reached' if reached else 'not reached'}** (time: the fit; memory: fit and save): fit {r['fit_s']:.0f} s, "
+            f"then save {r['save_s']:.0f} s ({r['file_mb']:,.0f} MB file), "
+            f"peak RSS {r['fit_peak_rss_gb']:.2f} GiB after the fit, {r['peak_rss_gb']:.2f} GiB after saving "
+            f"(the whole process: imports, simulation, fit, save); {r['cpu_s']:.0f} CPU seconds in all.")
 
 
 def scaling_lines(results: list[dict]) -> list[str]:
@@ -146,7 +149,7 @@ def scaling_lines(results: list[dict]) -> list[str]:
             a, b = done[0], done[-1]
             rows = b["rows"] / a["rows"]
             out.append(f"- {label}, {a['persons']:,} -> {b['persons']:,} persons (rows x{rows:.1f}): fit time "
-                       f"x{b['fit_s'] / a['fit_s']:.1f}, peak RSS x{b['peak_rss_gb'] / a['peak_rss_gb']:.1f} "
+                       f"x{b['fit_s'] / a['fit_s']:.1f}, CPU x{b['cpu_s'] / a['cpu_s']:.1f}, peak RSS x{b['peak_rss_gb'] / a['peak_rss_gb']:.1f} "
                        f"(above the first size's: x{max(b['peak_rss_gb'] - 0.5, 0.01) / max(a['peak_rss_gb'] - 0.5, 0.01):.1f}, "
                        f"counting 0.5 GB of imports as fixed).")
     return out
