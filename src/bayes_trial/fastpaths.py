@@ -3,9 +3,13 @@
 Gaussian repeated measures with participant intercepts, `(1|participant_id)`:
 
 * each person's waves are one multivariate normal with compound-symmetry covariance sigma^2 I + tau^2 J,
-  so the participant intercepts are integrated out. The mean is linear in the other coefficients theta,
-  so the likelihood only needs a few q x q matrices of the data (`ParticipantStatistics`) and a gradient
-  costs the same for 3,000 or 30,000 rows;
+  so the participant intercepts are integrated out, for any number of waves per person (attrition). The
+  mean is linear in the other coefficients theta, so the likelihood only needs a few q x q matrices of the
+  data (`ParticipantStatistics`) and a gradient costs the same for 3,000 or 300,000 rows;
+* `fit` never builds Bambi's full model on this path: Bambi (formulae) builds `(1|participant_id)` from
+  dense rows x persons and persons x persons matrices (47 GiB for 80,000 persons). It builds the model
+  without that term (`build_other_terms`), keeps participants as an index and the design sparse, and
+  computes the log-likelihood itself; memory grows with rows x stored draws;
 * when every coefficient has a normal prior (population effects, and group effects given their SD), theta
   is integrated out as well ("collapsed"): NUTS then samples only the standard deviations, a handful of
   parameters without funnels. Otherwise only the participant intercepts are integrated out ("marginal");
@@ -212,7 +216,10 @@ def participant_statistics(prepared: PreparedData, model: bmb.Model | OtherTerms
         levels = np.asarray(pymc_model.coords[PARTICIPANT_DIM], dtype=str)
     else:
         levels = participant_levels(prepared.data)
-    mean = pytensor.function([theta], graph_replace(pymc_model["mu"], replace, strict=True))
+    # Python mode compiles nothing but loops over rows in Python (a second for 10,000 rows and 100
+    # coefficients); C compilation costs about that once, and pays off above that size.
+    mode = "FAST_COMPILE" if len(prepared.data) < 10_000 else None
+    mean = pytensor.function([theta], graph_replace(pymc_model["mu"], replace, strict=True), mode=mode)
     mu0 = np.asarray(mean(np.zeros(q)), dtype=float)
     rows, columns, values = [], [], []
     unit = np.zeros(q)
@@ -450,7 +457,7 @@ def _stacked_coefficients(posterior: xr.Dataset, stats: ParticipantStatistics) -
 
 
 def complete_posterior(raw: az.InferenceData, full: bmb.Model | OtherTerms, stats: ParticipantStatistics, seed: int,
-                       collapsed: bool, *, offsets: bool = True) -> az.InferenceData:
+                       collapsed: bool, *, offsets: bool = True, chunk: int = 25) -> az.InferenceData:
     """The full model's posterior from a marginal or collapsed run, by exact conditional draws.
 
     Given the sampled parameters, the coefficients (collapsed runs) and then each participant's intercept
@@ -467,12 +474,14 @@ def complete_posterior(raw: az.InferenceData, full: bmb.Model | OtherTerms, stat
     residual_var = posterior["sigma"].to_numpy()[..., None] ** 2
     person_sd = posterior[PARTICIPANT_SIGMA].to_numpy()[..., None]
     intercepts = np.empty((n_chains, n_draws, len(stats.levels)))
-    # Chain by chain keeps the temporaries to one chain's draws x persons; the random stream is the
+    # A few draws at a time keeps the temporaries small beside the result; the random stream is the
     # same as one draw of the whole array.
     for chain in range(n_chains):
-        precision = 1 / person_sd[chain] ** 2 + stats.counts / residual_var[chain]
-        mean = stats.residual_sums(theta[chain]) / residual_var[chain] / precision
-        intercepts[chain] = mean + rng.standard_normal(mean.shape) / np.sqrt(precision)
+        for start in range(0, n_draws, chunk):
+            part = slice(start, start + chunk)
+            precision = 1 / person_sd[chain, part] ** 2 + stats.counts / residual_var[chain, part]
+            mean = stats.residual_sums(theta[chain, part]) / residual_var[chain, part] / precision
+            intercepts[chain, part] = mean + rng.standard_normal(mean.shape) / np.sqrt(precision)
     added = {PARTICIPANT_TERM: intercepts}
     if collapsed:
         starts = np.concatenate([[0], np.cumsum([int(np.prod(s)) for s in stats.block_shapes])])
