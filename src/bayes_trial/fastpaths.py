@@ -695,8 +695,8 @@ def sample_nutpie(full: bmb.Model | OtherTerms, prepared: PreparedData, settings
     if marginalise and can_marginalise(prepared):
         started = time.perf_counter()
         stats = participant_statistics(prepared, full)
-        _say(progress, f"  {len(stats.levels)} persons with {', '.join(f'{int(n)} x {int(m)}' for n, m in zip(stats.persons, stats.sizes))} "
-                       f"rows summarised in {time.perf_counter() - started:.1f} s")
+        waves = ", ".join(f"{int(n):,} with {int(m)}" for n, m in zip(stats.persons, stats.sizes))
+        _say(progress, f"  {len(stats.levels):,} persons ({waves} rows) summarised in {time.perf_counter() - started:.1f} s")
     target = collapsed_model(full, stats) if stats is not None and collapse else None
     collapsed = target is not None
     if stats is not None and not collapsed:
