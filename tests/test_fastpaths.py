@@ -150,3 +150,137 @@ def test_refit_reuses_the_compiled_model_with_the_new_prior(outflow_fit):
     assert second.idata.sample_stats.attrs["compile_cached"] == 1
     assert float(second.idata.posterior["arm"].mean()) == pytest.approx(1, abs=0.03)
     assert float(first.idata.posterior["arm"].std()) < 0.06
+
+
+# ---------------------------------------------------------------------------------------------
+# Unbalanced panels and size (issue 14, item 15)
+# ---------------------------------------------------------------------------------------------
+
+THREE_WAVES = """
+name = "three_waves"
+description = "Two towns, three arms, three waves with attrition: persons with 1, 2 and 3 waves."
+control_arm = "control"
+arms = ["control", "exemption", "intensive"]
+waves = 3
+
+[[towns]]
+name = "Oss"
+participants = {{ control = {n}, exemption = {n}, intensive = {n} }}
+consultants = {{ control = 2, exemption = 2, intensive = 2 }}
+
+[[towns]]
+name = "Nijmegen"
+participants = {{ control = {n}, exemption = {n}, intensive = {n} }}
+consultants = {{ control = 2, exemption = 2, intensive = 2 }}
+
+[response]
+control = [0.9, 0.6, 0.5]
+exemption = [0.9, 0.7, 0.6]
+intensive = [0.9, 0.7, 0.6]
+
+[outflow]
+probability = {{ control = 0.28, exemption = 0.30, intensive = 0.35 }}
+town_sd = 0.3
+town_arm_sd = 0.1
+consultant_sd = 0.3
+
+[outcomes.wellbeing]
+scale = "score"
+intercept = 5.8
+wave_effects = [0.3, 0.4]
+arm_effects = {{ exemption = [0.2, 0.2], intensive = [0.4, 0.5] }}
+town_sd = 0.2
+town_arm_sd = 0.1
+town_wave_sd = 0.1
+consultant_sd = 0.3
+participant_sd = 1.0
+residual_sd = 1.0
+"""
+
+
+def three_wave_survey(tmp_path_factory, per_arm: int):
+    path = tmp_path_factory.mktemp("designs") / f"three_waves_{per_arm}.toml"
+    path.write_text(THREE_WAVES.format(n=per_arm))
+    return bt.simulate(bt.load_design(path), seed=8).survey
+
+
+@pytest.fixture(scope="module")
+def unbalanced(tmp_path_factory):
+    spec = repeated_measures_spec()
+    return spec, model_mod.prepare(spec, three_wave_survey(tmp_path_factory, 40))
+
+
+def test_unbalanced_panel_takes_the_fast_path_and_matches_plain_bambi(unbalanced):
+    """Persons with 1, 2 and 3 waves: the path `fit` takes (no full Bambi model) gives Bambi's posterior."""
+    spec, prepared = unbalanced
+    other = fastpaths.build_other_terms(spec, prepared)
+    stats = fastpaths.participant_statistics(prepared, other)
+    assert stats.sizes.tolist() == [1, 2, 3] and (stats.persons > 10).all()
+    assert fastpaths.can_marginalise(prepared)
+    full = model_mod.build(spec, prepared)
+    assert stats.levels.tolist() == list(full.backend.model.coords[fastpaths.PARTICIPANT_DIM])
+    fast = fastpaths.sample_nutpie(other, prepared, {**SETTINGS, "seed": 9}, for_storage=True)
+    plain = fastpaths.sample_nutpie(full, prepared, {**SETTINGS, "seed": 10}, marginalise=False)
+    assert "Intercept" in fast.sample_stats.attrs["bayes_trial_integrated_out"]
+    assert_same_posterior(fast, plain, PARAMETERS)
+    fast_u, plain_u = (f.posterior["1|participant_id"] for f in (fast, plain))
+    mcse = np.hypot(az.mcse(fast_u)["1|participant_id"], az.mcse(plain_u)["1|participant_id"])
+    assert (np.abs(fast_u.mean(("chain", "draw")) - plain_u.mean(("chain", "draw"))) < 4.5 * mcse).mean() > 0.99
+    # Its own log-likelihood is PyMC's for the full model at the same draws (stored in single precision).
+    import pymc as pm
+
+    few = fast.sel(draw=slice(0, 20))
+    offsets = [rv.name.removesuffix("_offset") for rv in full.backend.model.free_RVs if rv.name.endswith("_offset")]
+    padded = few.posterior.assign({f"{n}_offset": few.posterior[n] / few.posterior[f"{n}_sigma"] for n in offsets})
+    pymc_ll = pm.compute_log_likelihood(az.InferenceData(posterior=padded), model=full.backend.model,
+                                        extend_inferencedata=False, progressbar=False)["wellbeing"]
+    assert np.allclose(few.log_likelihood["wellbeing"].to_numpy(), pymc_ll.to_numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_default_prior_of_the_participant_sd_is_bambis(unbalanced):
+    spec, prepared = unbalanced
+    spec = dataclasses.replace(spec, priors={k: v for k, v in spec.priors.items() if k != "1|participant_id"})
+    other = fastpaths.build_other_terms(spec, prepared)
+    full = model_mod.build(spec, prepared)
+    expected = full.components["mu"].terms["1|participant_id"].prior.args["sigma"]
+    assert other.sd_prior.name == expected.name == "HalfNormal"
+    assert float(other.sd_prior.args["sigma"]) == pytest.approx(float(expected.args["sigma"]))
+
+
+def test_fit_path_builds_nothing_of_size_persons_squared_or_rows_times_persons(tmp_path_factory, monkeypatch):
+    """On about 3,000 persons: no Bambi model with the participant term, no array with a persons-sized and a
+    rows- or persons-sized dimension in the built model, the summaries or the compiled log density."""
+    import bambi as bmb
+    from pytensor.compile.sharedvalue import SharedVariable
+    from pytensor.graph.basic import Constant
+    from pytensor.graph.traversal import ancestors
+
+    from bayes_trial import fit as fit_mod
+
+    spec = bt.load_spec("wellbeing")
+    prepared = model_mod.prepare(spec, three_wave_survey(tmp_path_factory, 500))
+    persons, rows = prepared.data["participant_id"].nunique(), len(prepared.data)
+    assert persons > 2500 and rows > persons
+    built = []
+    original = bmb.Model.__init__
+    monkeypatch.setattr(bmb.Model, "__init__", lambda self, formula, *a, **k: (built.append(str(formula)), original(self, formula, *a, **k))[1])
+    other = fit_mod._model_to_sample(spec, prepared, spec.sampler)
+    assert isinstance(other, fastpaths.OtherTerms)
+    stats = fastpaths.participant_statistics(prepared, other)
+    target = fastpaths.collapsed_model(other, stats)
+    assert built and not any("participant_id" in formula for formula in built)
+
+    def too_big(shape) -> bool:
+        return sum(n >= persons for n in shape) >= 2
+
+    for term in other.model.components["mu"].terms.values():
+        assert not too_big(np.shape(term.data)), term.name
+        assert persons not in np.shape(term.data), term.name
+    for name in ("within_matrix", "between_matrix", "design", "mean_design"):
+        assert not too_big(getattr(stats, name).shape), name
+    assert stats.design.nnz <= rows * len(stats.informed) and stats.mean_design.shape == (persons, len(stats.informed))
+    inputs = [v for v in ancestors([target.logp()]) if isinstance(v, (Constant, SharedVariable))]
+    shapes = [np.shape(v.data if isinstance(v, Constant) else v.get_value()) for v in inputs]
+    # Only summaries of the q coefficients: the compiled model does not grow with the data.
+    q = sum(int(np.prod(shape)) for shape in stats.block_shapes)
+    assert max(max(shape, default=0) for shape in shapes) <= q < persons

@@ -89,7 +89,8 @@ def _run_sampler(bmb_model, prepared: model_mod.PreparedData, settings: dict[str
         # Participant intercepts integrated out where the model allows, compiled models cached.
         from .fastpaths import sample_nutpie
 
-        return sample_nutpie(bmb_model, prepared, settings, progress=progress, marginalise=settings.get("fast", True))
+        return sample_nutpie(bmb_model, prepared, settings, progress=progress, marginalise=settings.get("fast", True),
+                             for_storage=True)
     import pymc as pm
 
     pymc_model = bmb_model.backend.model
@@ -106,10 +107,13 @@ def _tidy(idata: az.InferenceData, bmb_model, prepared: model_mod.PreparedData) 
     """Keep what a reader needs: parameters on their natural scale, observed data, log-likelihood."""
     import pymc as pm
 
-    pymc_model = bmb_model.backend.model
+    from .fastpaths import OtherTerms
+
+    pymc_model = (bmb_model.model if isinstance(bmb_model, OtherTerms) else bmb_model).backend.model
     for group in [g for g in idata.groups() if g.startswith("warmup")]:
         delattr(idata, group)
-    pm.compute_log_likelihood(idata, model=pymc_model, extend_inferencedata=True, progressbar=False)
+    if "log_likelihood" not in idata.groups():  # the fast path brings its own
+        pm.compute_log_likelihood(idata, model=pymc_model, extend_inferencedata=True, progressbar=False)
     drop = [name for name, values in idata.posterior.data_vars.items()
             if name.endswith(("_offset", "__")) or "__obs__" in values.dims]
     posterior = idata.posterior.drop_vars(drop)
@@ -153,10 +157,12 @@ def sample(spec: ModelSpec, frame: pd.DataFrame, *, progress: bool = True, **sam
 
 
 def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_hash: str, progress: bool = True) -> Fit:
+    from .fastpaths import OtherTerms
+
     for note in prepared.notes:
         _say(progress, f"note: {note}")
-    bmb_model = model_mod.build(spec, prepared)
     settings = spec.sampler
+    bmb_model = _model_to_sample(spec, prepared, settings)
     _say(progress, f"Sampling {spec.name} ({prepared.formula}, {prepared.family}) with {settings['sampler']}: "
                    f"{settings['chains']} chains x {settings['tune']} tune + {settings['draws']} draws, seed {settings['seed']}")
     started = time.perf_counter()
@@ -182,8 +188,22 @@ def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_h
     }
     idata.posterior.attrs.update({f"{ATTR}_{k}": v for k, v in info.items()})
     fit = Fit(spec, prepared, idata, info)
-    fit.__dict__["model"] = bmb_model
+    if not isinstance(bmb_model, OtherTerms):  # else `Fit.model` builds the full model when a query needs it
+        fit.__dict__["model"] = bmb_model
     return fit
+
+
+def _model_to_sample(spec: ModelSpec, prepared: model_mod.PreparedData, settings: dict[str, Any]):
+    """The built Bambi model, or for the fast Gaussian participant-intercept path only its other terms.
+
+    Bambi builds `(1|participant_id)` from dense rows x persons and persons x persons matrices (47 GiB
+    for 80,000 persons), so that path never builds the full model.
+    """
+    from .fastpaths import build_other_terms, can_marginalise
+
+    if settings["sampler"] == "nutpie" and settings.get("fast", True) and can_marginalise(prepared):
+        return build_other_terms(spec, prepared)
+    return model_mod.build(spec, prepared)
 
 
 def refit(fit: Fit, *, priors: dict[str, Prior] | None = None, progress: bool = True, **sampler_settings: Any) -> Fit:
