@@ -108,3 +108,16 @@ def test_consultant_caterpillar_shows_each_observed_consultant_once(outflow_fit)
     no_contact = table[table["consultant"].str.contains("no consultant")]
     assert len(no_contact) == (observed["consultant_id"].str.startswith("none:")).sum() > 0
     assert set(no_contact["arm"]) == {"exemption"}
+
+
+def test_expected_response_without_the_participant_design_equals_the_full_models(wellbeing_fit):
+    """On the fast Gaussian path predictions leave Bambi's dense participant term out and add the
+    intercepts from the posterior: the same means as the full model's prediction."""
+    from bayes_trial.fit import expected_response
+
+    assert "1|participant_id" not in wellbeing_fit.mean_model.components["mu"].terms
+    rows = wellbeing_fit.data.sample(40, random_state=1).reset_index(drop=True)
+    ours = expected_response(wellbeing_fit, wellbeing_fit.idata, rows).to_numpy()
+    full = wellbeing_fit.model.predict(wellbeing_fit.idata, kind="response_params", data=rows,
+                                       inplace=False).posterior["mu"].to_numpy()
+    np.testing.assert_allclose(ours, full, rtol=1e-9, atol=1e-9)

@@ -52,9 +52,58 @@ class Fit:
         """The Bambi model, rebuilt from the stored spec and data (no sampling)."""
         return model_mod.build(self.spec, self.prepared)
 
+    @cached_property
+    def mean_model(self):
+        """The Bambi model that `expected_response` predicts with.
+
+        For a Gaussian model whose participant intercepts the fast path integrated out, the model
+        of the other terms: Bambi builds `(1|participant_id)` from dense rows x persons and
+        persons x persons matrices (47 GiB for 80,000 persons), and the intercepts' draws are in
+        the posterior anyway. Otherwise the full model.
+        """
+        from .fastpaths import PARTICIPANT_TERM, build_other_terms, can_marginalise
+
+        if can_marginalise(self.prepared) and PARTICIPANT_TERM in self.idata.posterior:
+            return build_other_terms(self.spec, self.prepared).model
+        return self.model
+
     @property
     def data(self) -> pd.DataFrame:
         return self.prepared.data
+
+
+def expected_response(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, *,
+                      random_seed: int | None = None) -> xr.DataArray:
+    """Posterior draws of the likelihood's parent parameter (the mean, or category probabilities) per row.
+
+    Parameters
+    ----------
+    fit
+        The fit whose model predicts.
+    idata
+        Its posterior, or a changed copy (e.g. `query.new_town_posterior`).
+    data
+        Rows to predict, in the columns of ``fit.data``; on the fast Gaussian path their
+        participants must be the fit's own.
+    random_seed
+        Passed to Bambi's `predict`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims chain, draw, ``__obs__`` (and a category dim for ordinal models).
+    """
+    from .fastpaths import PARTICIPANT, PARTICIPANT_DIM, PARTICIPANT_TERM
+
+    model = fit.mean_model
+    parent = model.family.likelihood.parent
+    predicted = model.predict(idata, kind="response_params", data=data, inplace=False, random_seed=random_seed)
+    values = predicted.posterior[parent]
+    if PARTICIPANT_TERM in idata.posterior and PARTICIPANT_TERM not in model.components[parent].terms:
+        persons = xr.DataArray(data[PARTICIPANT].astype(str).to_numpy(), dims="__obs__")
+        intercepts = idata.posterior[PARTICIPANT_TERM].sel({PARTICIPANT_DIM: persons}).drop_vars(PARTICIPANT_DIM)
+        values = values + intercepts.assign_coords(__obs__=values["__obs__"])
+    return values
 
 
 def package_versions() -> dict[str, str]:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SpecError
-from .fit import Fit
+from .fit import Fit, expected_response
 from .model import ID_COLUMNS, TRIALS
 
 DEFAULT_INTERVAL = 0.9
@@ -151,9 +151,7 @@ def new_town_posterior(fit: Fit, *, seed: int | None = None):
 def _expected_outcome(fit: Fit, frame: pd.DataFrame, new_town: bool = False) -> np.ndarray:
     """Posterior draws (chain*draw, rows) of each row's expected outcome on the outcome scale."""
     idata = new_town_posterior(fit) if new_town else fit.idata
-    predicted = fit.model.predict(idata, kind="response_params", data=frame, inplace=False, random_seed=_seed(fit))
-    parent = fit.model.family.likelihood.parent
-    values = predicted.posterior[parent]
+    values = expected_response(fit, idata, frame, random_seed=_seed(fit))
     if fit.prepared.family == "cumulative":
         category_dim = [d for d in values.dims if d not in ("chain", "draw", "__obs__")][0]
         levels = np.asarray(fit.data[fit.spec.outcome].cat.categories, dtype=float)
