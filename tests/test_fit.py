@@ -2,6 +2,7 @@
 
 import arviz as az
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayes_trial as bt
@@ -116,7 +117,8 @@ def test_expected_response_without_the_participant_design_equals_the_full_models
     from bayes_trial.fit import expected_response
 
     assert "1|participant_id" not in wellbeing_fit.mean_model.components["mu"].terms
-    rows = wellbeing_fit.data.sample(40, random_state=1).reset_index(drop=True)
+    rows = wellbeing_fit.data.sample(40, random_state=1)
+    rows = pd.concat([rows, rows.iloc[::-1]], ignore_index=True)  # repeated patterns, in another order
     ours = expected_response(wellbeing_fit, wellbeing_fit.idata, rows).to_numpy()
     full = wellbeing_fit.model.predict(wellbeing_fit.idata, kind="response_params", data=rows,
                                        inplace=False).posterior["mu"].to_numpy()

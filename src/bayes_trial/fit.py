@@ -97,8 +97,17 @@ def expected_response(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, *,
 
     model = fit.mean_model
     parent = model.family.likelihood.parent
-    predicted = model.predict(idata, kind="response_params", data=data, inplace=False, random_seed=random_seed)
-    values = predicted.posterior[parent]
+    # A row's prediction depends only on the columns its formula names, and counterfactual copies of
+    # thousands of persons share a few hundred such patterns: predicting each pattern once keeps
+    # Bambi's group-effect products (rows x levels x draws) small.
+    used = [c for c in model_mod.formula_columns(model.nested_formula) if c in data.columns]
+    pattern = data.groupby(used, sort=False, observed=True, dropna=False).ngroup().to_numpy() if used else (
+        np.zeros(len(data), dtype=int))
+    _, first, row_pattern = np.unique(pattern, return_index=True, return_inverse=True)
+    patterns = data.iloc[first].reset_index(drop=True)
+    predicted = model.predict(idata, kind="response_params", data=patterns, inplace=False, random_seed=random_seed)
+    values = predicted.posterior[parent].isel(__obs__=xr.DataArray(row_pattern, dims="__obs__"))
+    values = values.assign_coords(__obs__=np.arange(len(data)))
     if PARTICIPANT_TERM in idata.posterior and PARTICIPANT_TERM not in model.components[parent].terms:
         persons = xr.DataArray(data[PARTICIPANT].astype(str).to_numpy(), dims="__obs__")
         intercepts = idata.posterior[PARTICIPANT_TERM].sel({PARTICIPANT_DIM: persons}).drop_vars(PARTICIPANT_DIM)

@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 from .data import validate_register  # noqa: E402
 from .errors import DataError, SpecError  # noqa: E402
 from .figures import arm_colours  # noqa: E402
-from .fit import Fit  # noqa: E402
+from .fit import Fit, expected_response  # noqa: E402
 from .model import TRIALS, PreparedData, _drop_uninformed_terms, arm_levels, formula_columns, model_rows  # noqa: E402
 from .query import (DEFAULT_INTERVAL, MIN_CELL, NEW_MUNICIPALITY, arms_by_town, is_new_town,  # noqa: E402
                     new_town_posterior, new_town_problem, summarise_draws)
@@ -168,8 +168,7 @@ def curve_draws(fit: Fit, persons: pd.DataFrame | None = None, *, new_town: bool
     curves = {}
     for arm in arms or _arms(fit):
         grid["arm"] = pd.Categorical([arm] * len(grid), categories=_arms(fit), ordered=True)
-        predicted = fit.model.predict(idata, kind="response_params", data=grid, inplace=False)
-        hazard = predicted.posterior[fit.model.family.likelihood.parent].stack(sample=("chain", "draw"))
+        hazard = expected_response(fit, idata, grid).stack(sample=("chain", "draw"))
         hazard = hazard.transpose("sample", "__obs__").to_numpy()
         incidence = 1 - np.cumprod(1 - hazard.reshape(-1, len(persons), grid_months.size), axis=2)
         curves[arm] = np.einsum("spm,p->sm", incidence, weights / weights.sum())

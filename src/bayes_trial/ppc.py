@@ -20,8 +20,9 @@ import arviz as az
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from bambi.utils import get_aliased_name
 
-from .fit import Fit
+from .fit import Fit, expected_response
 from .query import DEFAULT_INTERVAL
 
 MIN_CELL = 10
@@ -56,8 +57,16 @@ def posterior_predictive(fit: Fit, *, max_draws: int = MAX_DRAWS, seed: int | No
     step = max(1, math.ceil(posterior.sizes["chain"] * posterior.sizes["draw"] / max_draws))
     thinned = fit.idata.sel(draw=slice(None, None, step))
     seed = fit.spec.sampler.get("seed") if seed is None else seed
-    idata = fit.model.predict(thinned, kind="response", inplace=False, random_seed=seed)
-    variable = next(iter(idata.posterior_predictive.data_vars))
+    model = fit.mean_model
+    # The response parameters come from `expected_response` (each formula pattern predicted once,
+    # participant intercepts from the posterior), which keeps Bambi's rows x levels products small;
+    # the family then draws the replicates as Bambi's own `predict(kind="response")` would.
+    idata = thinned.copy()
+    idata.posterior[model.family.likelihood.parent] = expected_response(fit, thinned, fit.data, random_seed=seed)
+    variable = get_aliased_name(model.response_component.term)
+    replicated = model.family.posterior_predictive(model=model, posterior=idata.posterior, random_seed=seed,
+                                                   data=fit.data)
+    idata.add_groups({"posterior_predictive": replicated.to_dataset(name=variable)})
     replicated = idata.posterior_predictive[variable].stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
     observed = fit.data[fit.prepared.response]
     if isinstance(observed.dtype, pd.CategoricalDtype):
