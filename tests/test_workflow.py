@@ -44,7 +44,10 @@ def test_demo_writes_report_queries_and_figures(demo):
     assert "![" in markdown and "P(effect > 0)" in markdown
     queries = pd.read_csv(outputs["queries"])
     assert set(queries["model"]) == {"outflow", "wellbeing"}
-    assert queries["p_hypothesis"].between(0, 1).all()
+    answered = queries["p_hypothesis"].notna()
+    assert queries.loc[answered, "p_hypothesis"].between(0, 1).all()
+    # nl7's Wageningen ran no intensive arm: its row has no numbers and says why
+    assert (~answered).any() and queries.loc[~answered, "note"].str.contains("did not run").all()
     figures = list((outputs["html"].parent / "figures").rglob("*.png"))
     assert len(figures) >= 10
 
