@@ -168,12 +168,20 @@ def _parse_rope(text: str | None, unit: str | None = None) -> tuple[float, float
     return tuple(sorted(parse_threshold(part, f"--rope {text!r}", unit) for part in parts))
 
 
+def _json_records(table) -> list[dict]:
+    """Table rows for JSON, with null where a town has no answer (NaN is not JSON)."""
+    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+            for row in table.to_dict(orient="records")]
+
+
 def _answer_wave_line(fit, args: argparse.Namespace, table) -> str | None:
     """Which survey wave the answer is for, when the user did not choose one."""
     if args.wave is not None or args.by == "wave" or "wave" not in table or table.empty:
         return None
     answered = sorted({int(w) for w in table["wave"].dropna()})
-    named = ", ".join(f"{w} (t{w})" for w in answered)
+    from .query import wave_label
+
+    named = ", ".join(map(wave_label, answered))
     return (f"answered at wave {named}, the last wave; choose another with --wave, e.g. --wave t1"
             if answered else None)
 
@@ -199,10 +207,9 @@ def cmd_query(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        records = [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
-                   for row in table.to_dict(orient="records")]
         print(json.dumps({"fit": str(args.fit), "diagnostics": verdict, "diagnostic_messages": list(diagnosis.failed),
-                          **({"note": wave_line} if wave_line else {}), "results": records}, indent=2, default=str))
+                          **({"note": wave_line} if wave_line else {}), "results": _json_records(table)},
+                         indent=2, default=str))
         return 0
     print(f"{fit.spec.name}: {args.expression}   [diagnostics {verdict}]")
     if not diagnosis.passed:
@@ -259,10 +266,9 @@ def _query_hazard(fit, args: argparse.Namespace, diagnosis) -> int:
         if args.json:
             import json
 
-            records = [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
-                       for row in table.to_dict(orient="records")]
             print(json.dumps({"fit": str(args.fit), "diagnostics": diagnosis.verdict.upper(),
-                              **({"note": note} if note else {}), "results": records}, indent=2, default=str))
+                              **({"note": note} if note else {}), "results": _json_records(table)}, indent=2,
+                             default=str))
             return 0
         _print_verdict(f"{fit.spec.name}: {args.expression}", diagnosis)
         if note:

@@ -514,6 +514,11 @@ def _check_level(fit: Fit, column: str, value) -> None:
         raise SpecError(f"query: {column} {value!r} is not in this fit (expected one of: {', '.join(map(str, levels))})")
 
 
+def wave_label(wave: int) -> str:
+    """A wave number with the label data write for it: '1 (t1)'."""
+    return f"{wave} (t{wave})"
+
+
 def resolve_wave(fit: Fit, wave) -> int | None:
     """The fit's wave for a label as the data write it (2, '2', 't2' or 'T2'); None stays None."""
     if wave is None:
@@ -529,7 +534,7 @@ def resolve_wave(fit: Fit, wave) -> int | None:
         number = None
     if number is None or number not in waves(fit):
         raise SpecError(f"query: wave {wave!r} is not in this fit (waves: "
-                        f"{', '.join(f'{w} (t{w})' for w in waves(fit))})")
+                        f"{', '.join(map(wave_label, waves(fit)))})")
     return number
 
 
