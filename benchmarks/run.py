@@ -32,8 +32,8 @@ import arviz as az
 import numpy as np
 
 import bayes_trial as bt
-from bayes_trial import fastpaths
-from bayes_trial import model as model_mod
+from bayes_trial.sampling import fastpaths
+from bayes_trial.modelling import frames as model_mod
 
 HERE = Path(__file__).resolve().parent
 TARGET_ESS = 400

@@ -25,8 +25,8 @@ import pandas as pd
 import pytest
 
 import bayes_trial as bt
-from bayes_trial import cli
-from bayes_trial import fit as fit_mod
+from bayes_trial.cli import commands as cli
+from bayes_trial.sampling import fit as fit_mod
 
 TESTS = Path(__file__).resolve().parent
 BAD = TESTS / "data" / "bad"

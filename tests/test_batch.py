@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bayes_trial.batch import BatchError, Task, read_results, run_batch
+from bayes_trial.batch.engine import BatchError, Task, read_results, run_batch
 
 # Worker processes import task functions by module name, so the tasks live in a module on PYTHONPATH.
 TASKS_MODULE = '''
@@ -106,7 +106,7 @@ def test_a_killed_batch_leaves_whole_records_and_resumes(tasks_module, tmp_path)
     out = tmp_path / "results"
     script = textwrap.dedent(f"""
         import bt_test_tasks
-        from bayes_trial.batch import Task, run_batch
+        from bayes_trial.batch.engine import Task, run_batch
         tasks = [Task(f"t{{x:03d}}", bt_test_tasks.square, {{"x": x, "calls": {str(calls)!r}, "pause": 0.4}})
                  for x in range(30)]
         run_batch(tasks, {str(out)!r}, n_workers=2, progress=False)

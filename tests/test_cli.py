@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bayes_trial import cli
+from bayes_trial.cli import commands as cli
 
 
 def run_cli(*args):

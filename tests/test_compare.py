@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import bayes_trial as bt
-from bayes_trial import query
-from bayes_trial.compare import (
+from bayes_trial.estimands import query
+from bayes_trial.checks.compare import (
     PARETO_K_BAD, check_lomo, compare, format_comparison, load_fits, plot_compare, prior_grid,
 )
-from bayes_trial.errors import SpecError
+from bayes_trial.core.errors import SpecError
 
 from conftest import FAST
 

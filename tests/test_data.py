@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bayes_trial.data import (
+from bayes_trial.data.contract import (
     MAX_ABS_VALUE,
     REGISTER_COLUMNS,
     SOURCE_ATTR,
@@ -27,7 +27,7 @@ from bayes_trial.data import (
     validate_register,
     validate_survey,
 )
-from bayes_trial.errors import DataError, SpecError
+from bayes_trial.core.errors import DataError, SpecError
 
 DATA = Path(__file__).resolve().parent / "data"
 GOOD = DATA / "good"
@@ -593,7 +593,7 @@ def test_prefix_of_valid_file_never_crashes(tmp_path, df, data):
 # column mapping, Dutch names, control arm, missing outcomes (issue 14, items 9, 10, 12)
 # --------------------------------------------------------------------------------------------
 
-from bayes_trial.data import (  # noqa: E402
+from bayes_trial.data.contract import (  # noqa: E402
     check_column_mapping,
     missing_outcome_counts,
     parse_column_mapping,

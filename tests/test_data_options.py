@@ -12,10 +12,11 @@ import pytest
 from test_data import DUTCH_MAPPING, dutch_sav
 
 import bayes_trial as bt
-from bayes_trial import cli, workflow
-from bayes_trial import fit as fit_mod
-from bayes_trial.model import missing_outcomes
-from bayes_trial.report import missing_outcome_blocks
+from bayes_trial.cli import commands as cli
+from bayes_trial.workflow import runner as workflow
+from bayes_trial.sampling import fit as fit_mod
+from bayes_trial.modelling.frames import missing_outcomes
+from bayes_trial.report.document import missing_outcome_blocks
 
 REGISTER_MAPPING = "klantnummer=participant_id,gemeente=municipality,groep=arm,consulent=consultant_id,uitstroom_werk=outflow_work"
 LABELS = {"groep": {1: "controle", 2: "eigen regie", 3: "intensief"}}

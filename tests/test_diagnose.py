@@ -8,8 +8,8 @@ import arviz as az
 import numpy as np
 import pytest
 
-from bayes_trial import diagnose as dg
-from bayes_trial.errors import SpecError
+from bayes_trial.checks import diagnose as dg
+from bayes_trial.core.errors import SpecError
 
 PERSON_IDS = [f"P-{i:04d}" for i in range(30)]
 

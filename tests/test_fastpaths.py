@@ -14,8 +14,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 import bayes_trial as bt
-from bayes_trial import fastpaths
-from bayes_trial import model as model_mod
+from bayes_trial.sampling import fastpaths
+from bayes_trial.modelling import frames as model_mod
 
 SETTINGS = {"draws": 1000, "tune": 500, "chains": 2, "target_accept": 0.9}
 FORMULA = "wellbeing ~ arm*wave + (1|participant_id) + (1|municipality:consultant_id)"
@@ -255,7 +255,7 @@ def test_fit_path_builds_nothing_of_size_persons_squared_or_rows_times_persons(t
     from pytensor.graph.basic import Constant
     from pytensor.graph.traversal import ancestors
 
-    from bayes_trial import fit as fit_mod
+    from bayes_trial.sampling import fit as fit_mod
 
     spec = bt.load_spec("wellbeing")
     prepared = model_mod.prepare(spec, three_wave_survey(tmp_path_factory, 500))

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import bayes_trial as bt
-from bayes_trial import query
+from bayes_trial.estimands import query
 
 from conftest import FAST
 
@@ -101,7 +101,7 @@ def test_stored_consultant_effects_are_the_observed_consultants_only(fixture, re
 
 
 def test_consultant_caterpillar_shows_each_observed_consultant_once(outflow_fit):
-    from bayes_trial import figures
+    from bayes_trial.plots import figures
 
     table = figures.consultant_effects(outflow_fit)
     observed = outflow_fit.data[["municipality", "consultant_id"]].drop_duplicates()
@@ -114,7 +114,7 @@ def test_consultant_caterpillar_shows_each_observed_consultant_once(outflow_fit)
 def test_expected_response_without_the_participant_design_equals_the_full_models(wellbeing_fit):
     """On the fast Gaussian path predictions leave Bambi's dense participant term out and add the
     intercepts from the posterior: the same means as the full model's prediction."""
-    from bayes_trial.fit import expected_response
+    from bayes_trial.sampling.fit import expected_response
 
     assert "1|participant_id" not in wellbeing_fit.mean_model.components["mu"].terms
     rows = wellbeing_fit.data.sample(40, random_state=1)

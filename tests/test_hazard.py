@@ -17,13 +17,14 @@ import pytest
 from conftest import FAST
 
 import bayes_trial as bt
-from bayes_trial import hazard, query
-from bayes_trial.data import load_register
-from bayes_trial.errors import DataError, SpecError
-from bayes_trial.figures import save_figure
-from bayes_trial.fit import sample_prepared
-from bayes_trial.model import TRIALS, prepare
-from bayes_trial.simulate import validate_design
+from bayes_trial.estimands import curves as hazard
+from bayes_trial.estimands import query
+from bayes_trial.data.contract import load_register
+from bayes_trial.core.errors import DataError, SpecError
+from bayes_trial.plots.figures import save_figure
+from bayes_trial.sampling.fit import sample_prepared
+from bayes_trial.modelling.frames import TRIALS, prepare
+from bayes_trial.simulation.generate import validate_design
 
 BAD = Path(__file__).resolve().parent / "data" / "bad"
 ARM_EFFECTS = {"exemption": [0.1, 0.1], "intensive": [0.7, 0.0]}  # logit monthly hazard, first and last month

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import bayes_trial as bt
-from bayes_trial import model
+from bayes_trial.modelling import frames as model
 
 
 def test_binary_outflow_is_aggregated_into_cells_that_keep_every_person(small_sim):

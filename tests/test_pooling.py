@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bayes_trial import pooling
-from bayes_trial.errors import DataError, SpecError
-from bayes_trial.published import load_published
+from bayes_trial.aggregate import pooling
+from bayes_trial.core.errors import DataError, SpecError
+from bayes_trial.aggregate.published import load_published
 
 STAN_PRIOR = {"mu": "Normal(0, 5)", "tau": "HalfCauchy(5)"}
 SAMPLING = {"draws": 1000, "tune": 1000, "chains": 4}

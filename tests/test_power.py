@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import bayes_trial as bt
-from bayes_trial import power as pw
+from bayes_trial.batch import power as pw
 
 FAST = {"draws": 150, "tune": 200, "chains": 2}
 
@@ -96,7 +96,7 @@ def test_power_rises_with_size_for_a_large_effect(tmp_path):
 
 
 def test_power_command_prints_the_curve_table_and_refuses_bad_sizes(tmp_path, capsys):
-    from bayes_trial import cli
+    from bayes_trial.cli import commands as cli
 
     args = ["power", "--design", "small", "--spec", "outflow", "--target", "intensive - control > -100pp",
             "--sims", "1", "--workers", "1", "--draws", "150", "--tune", "200", "--chains", "2", "--quiet"]

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from bayes_trial import ppc
+from bayes_trial.checks import ppc
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,15 @@ from scipy.special import expit
 from scipy.stats import norm
 
 import bayes_trial as bt
-from bayes_trial import model as model_mod
-from bayes_trial import query
-from bayes_trial.errors import SpecError
-from bayes_trial.paths import MODELS_DIR
-from bayes_trial.priors import (
+from bayes_trial.modelling import frames as model_mod
+from bayes_trial.estimands import query
+from bayes_trial.core.errors import SpecError
+from bayes_trial.core.paths import MODELS_DIR
+from bayes_trial.checks.priors import (
     DEFAULT_NOTE, check_priors, format_prior_check, format_prior_table, ordered_normal, plot_prior_check, prior_check,
     prior_fit, prior_table, prior_terms,
 )
-from bayes_trial.spec import parse_prior, parse_prior_assignment
+from bayes_trial.modelling.spec import parse_prior, parse_prior_assignment
 
 BUNDLED = sorted(p.stem for p in MODELS_DIR.glob("*.toml"))
 TINY = "HalfNormal(0.001)"  # a standard deviation that is as good as zero

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bayes_trial.data import load_register, load_survey, read_table, validate_register, validate_survey
-from bayes_trial.errors import DataError, SpecError
-from bayes_trial.paths import MODELS_DIR
-from bayes_trial.spec import (
+from bayes_trial.data.contract import load_register, load_survey, read_table, validate_register, validate_survey
+from bayes_trial.core.errors import DataError, SpecError
+from bayes_trial.core.paths import MODELS_DIR
+from bayes_trial.modelling.spec import (
     DISTRIBUTIONS, POSITIVE_PARAMS, Prior, load_spec, parse_prior, spec_from_dict, spec_from_json,
 )
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from bayes_trial import published
-from bayes_trial.errors import DataError, SpecError
+from bayes_trial.aggregate import published
+from bayes_trial.core.errors import DataError, SpecError
 
 FEW = {"draws": 20_000, "seed": 7}
 

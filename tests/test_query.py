@@ -16,9 +16,10 @@ import pytest
 from conftest import FAST
 
 import bayes_trial as bt
-from bayes_trial import cli, query
-from bayes_trial.data import wave_number
-from bayes_trial.errors import SpecError
+from bayes_trial.cli import commands as cli
+from bayes_trial.estimands import query
+from bayes_trial.data.contract import wave_number
+from bayes_trial.core.errors import SpecError
 
 DUTCH = {"control": "controle", "exemption": "eigen regie", "intensive": "intensief"}
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bayes_trial import cli
+from bayes_trial.cli import commands as cli
 
 DATA = Path(__file__).resolve().parent / "data" / "realistic"
 SAMPLER = ("--draws", "200", "--tune", "200", "--chains", "2")

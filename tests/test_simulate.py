@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import tomli_w
 
-from bayes_trial.errors import SpecError
-from bayes_trial.simulate import (
+from bayes_trial.core.errors import SpecError
+from bayes_trial.simulation.generate import (
     REGISTER_COLUMNS,
     Simulation,
     bundled_designs,
@@ -56,7 +56,7 @@ def test_bundled_design_loads(designs, name):
 
 
 def test_load_design_by_path(designs):
-    from bayes_trial.paths import DESIGNS_DIR
+    from bayes_trial.core.paths import DESIGNS_DIR
 
     assert load_design(DESIGNS_DIR / "oss.toml") == designs["oss"]
     assert load_design(str(DESIGNS_DIR / "small.toml")) == designs["small"]
@@ -127,7 +127,7 @@ def test_no_global_random_state(designs):
 def test_raw_toml_dict_equals_loaded(designs):
     import tomllib
 
-    from bayes_trial.paths import DESIGNS_DIR
+    from bayes_trial.core.paths import DESIGNS_DIR
 
     raw = tomllib.loads((DESIGNS_DIR / "small.toml").read_text())
     a = simulate(raw, 2)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from bayes_trial.errors import SpecError
-from bayes_trial.paths import MODELS_DIR
-from bayes_trial.spec import (
+from bayes_trial.core.errors import SpecError
+from bayes_trial.core.paths import MODELS_DIR
+from bayes_trial.modelling.spec import (
     Prior, load_priors_file, load_spec, parse_prior, parse_prior_assignment, spec_from_json,
 )
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 import bayes_trial as bt
-from bayes_trial import model as model_mod
-from bayes_trial import validate
+from bayes_trial.modelling import frames as model_mod
+from bayes_trial.batch import validate
 
 FAST = {"draws": 150, "tune": 200, "chains": 2}
 
@@ -166,7 +166,7 @@ def test_sbc_of_the_gaussian_model_is_uniform(tmp_path):
 
 
 def test_sbc_and_recovery_commands_write_their_tables(tmp_path, scheduler, capsys):
-    from bayes_trial import cli
+    from bayes_trial.cli import commands as cli
 
     common = ["--draws", "150", "--tune", "200", "--chains", "2", "--scheduler", scheduler, "--quiet"]
     assert cli.main(["sbc", "outflow", "--design", "small", "--sims", "3", "--seed", "2", "--out", str(tmp_path / "sbc"),

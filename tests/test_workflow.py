@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 import bayes_trial as bt
-from bayes_trial import report, workflow
+from bayes_trial.report import document as report
+from bayes_trial.workflow import runner as workflow
 
 DEMO = Path(__file__).resolve().parents[1] / "workflows" / "oss_demo.toml"
 

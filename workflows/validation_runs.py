@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bayes_trial import power, validate
+from bayes_trial.batch import power
+
+from bayes_trial.batch import validate
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "validation"
 SBC_MODELS = ("wellbeing", "outflow", "trust_item", "job_applications")

@@ -1,6 +1,8 @@
 """bayes-trial: Bayesian hierarchical models for multi-site randomised social-policy trials.
 
-Data flow, one module per step: data -> spec -> model -> fit -> diagnose -> query -> figures -> report.
+Data flow, one layer (subpackage) per step, each importing only the layers below it:
+core -> data -> families -> simulation -> modelling -> sampling -> estimands -> plots -> checks ->
+aggregate -> report | batch -> workflow -> cli.
 Everything the `bayes-trial` command does is one import away::
 
     import bayes_trial as bt
@@ -22,27 +24,32 @@ from importlib import import_module
 # who cannot act on it (nutpie's numba backend does not use it).
 warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 
-from .data import data_hash, load_register, load_survey, read_table, validate_register, validate_survey
-from .errors import BayesTrialError, DataError, FitFileError, SpecError
-from .simulate import Simulation, load_design, simulate, write_simulation
-from .spec import ModelSpec, Prior, load_spec, parse_prior
+from .core.errors import BayesTrialError, DataError, FitFileError, SpecError
+from .data.contract import data_hash, load_register, load_survey, read_table, validate_register, validate_survey
+from .modelling.spec import ModelSpec, Prior, load_spec, parse_prior
+from .simulation.generate import Simulation, load_design, simulate, write_simulation
 
 __version__ = "0.1.0"
 
 # Loaded on first use (they import PyMC/ArviZ). Modules whose name is also a function
 # (diagnose, compare, report) are reached as modules: bt.diagnose.diagnose(fit).
 _API = {
-    "fit": ("Fit", "load", "refit", "sample", "save"),
-    "query": ("effects", "hypothesis", "variance_components", "wave_effects"),
-    "ppc": ("posterior_predictive",),
-    "priors": ("prior_check", "prior_table"),
-    "pooling": ("pool", "pool_counts", "pooling_summary"),
-    "published": ("published_oss_analysis",),
-    "workflow": ("load_workflow", "run"),
+    "sampling.fit": ("Fit", "load", "refit", "sample", "save"),
+    "estimands.query": ("effects", "hypothesis", "variance_components", "wave_effects"),
+    "checks.ppc": ("posterior_predictive",),
+    "checks.priors": ("prior_check", "prior_table"),
+    "aggregate.pooling": ("pool", "pool_counts", "pooling_summary"),
+    "aggregate.published": ("published_oss_analysis",),
+    "workflow.runner": ("load_workflow", "run"),
 }
 _OWNER = {name: module for module, names in _API.items() for name in names}
-_MODULES = {"batch", "compare", "data", "diagnose", "figures", "fit", "hazard", "model", "pooling", "power", "ppc",
-            "priors", "published", "query", "report", "simulate", "spec", "validate", "workflow"}
+# The flat module names of earlier versions, kept so that `bt.query.effects(...)` still works.
+_MODULES = {"batch": "batch", "compare": "checks.compare", "data": "data", "diagnose": "checks.diagnose",
+            "figures": "plots.figures", "fit": "sampling.fit", "hazard": "estimands.curves", "model": "modelling.frames",
+            "pooling": "aggregate.pooling", "power": "batch.power", "ppc": "checks.ppc", "priors": "checks.priors",
+            "published": "aggregate.published", "query": "estimands.query", "report": "report",
+            "simulate": "simulation.generate", "spec": "modelling.spec", "validate": "batch.validate",
+            "workflow": "workflow"}
 
 __all__ = ["BayesTrialError", "DataError", "FitFileError", "ModelSpec", "Prior", "Simulation", "SpecError", "data_hash",
            "load_design", "load_register", "load_spec", "load_survey", "parse_prior", "read_table", "simulate",
@@ -53,7 +60,7 @@ def __getattr__(name: str):
     if name in _OWNER:
         value = getattr(import_module(f".{_OWNER[name]}", __name__), name)
     elif name in _MODULES:
-        value = import_module(f".{name}", __name__)
+        value = import_module(f".{_MODULES[name]}", __name__)
     else:
         raise AttributeError(f"module 'bayes_trial' has no attribute {name!r}")
     globals()[name] = value

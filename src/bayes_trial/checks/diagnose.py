@@ -1,0 +1,456 @@
+"""Is the posterior trustworthy? Convergence and sampler diagnostics, prior sensitivity, plots.
+
+`diagnose` gives a pass/fail verdict against `Thresholds` that follow current practice (Vehtari et
+al. 2021 for rank-normalised R-hat and bulk/tail ESS; Betancourt 2017 for divergences, E-BFMI and
+tree depth), with one-line reasons and the worst parameters. `sensitivity` adds power-scaling
+prior/likelihood sensitivity (Kallioinen et al. 2023, `arviz.psens`). Participant-level effects
+count towards the verdict but are reported as one row per term: their labels are participant ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_trial.core.errors import FitFileError, SpecError
+from bayes_trial.sampling.fit import Fit, load
+
+PERSON_ID = "participant_id"
+SAMPLE_DIMS = ("chain", "draw")
+DIAGNOSTICS = ("r_hat", "ess_bulk", "ess_tail", "mcse_mean", "mcse_sd")
+# Power-scaling sensitivity above this value means the posterior moves when the component is scaled.
+SENSITIVITY_THRESHOLD = 0.05
+# Names of the same sampler statistic in nutpie and in PyMC's NUTS.
+_TREE_DEPTH = ("depth", "tree_depth")
+_MAX_DEPTH_REACHED = ("maxdepth_reached", "reached_max_treedepth")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What a fit must meet to pass. ESS limits are per chain: 100 per chain is 400 for 4 chains."""
+
+    max_r_hat: float = 1.01
+    min_ess_per_chain: float = 100.0
+    max_divergences: int = 0
+    min_e_bfmi: float = 0.3
+    max_tree_depth_share: float = 0.01
+
+    def min_ess(self, chains: int) -> float:
+        return self.min_ess_per_chain * chains
+
+
+def _as_idata(fit_or_idata: Fit | az.InferenceData | str | os.PathLike) -> az.InferenceData:
+    if isinstance(fit_or_idata, (str, os.PathLike)):
+        fit_or_idata = load(fit_or_idata)
+    idata = fit_or_idata.idata if isinstance(fit_or_idata, Fit) else fit_or_idata
+    if not isinstance(idata, az.InferenceData):
+        raise TypeError(f"expected a Fit, an InferenceData or a fit file, got {type(fit_or_idata).__name__}")
+    if "posterior" not in idata.groups():
+        raise FitFileError("the inference data have no posterior group: nothing to diagnose")
+    return idata
+
+
+def _parameters(posterior: xr.Dataset, var_names: list[str] | None) -> xr.Dataset:
+    """Posterior variables to diagnose: row-sized deterministics (one value per observation) left out."""
+    if var_names is not None:
+        unknown = [v for v in var_names if v not in posterior.data_vars]
+        if unknown:
+            raise SpecError(f"diagnose: no parameter {', '.join(map(repr, unknown))} in this fit "
+                            f"(parameters: {', '.join(map(str, posterior.data_vars))})")
+    names = var_names or list(posterior.data_vars)
+    return posterior[[v for v in names if "__obs__" not in posterior[v].dims]]
+
+
+def _is_person_level(values: xr.DataArray) -> bool:
+    return any(PERSON_ID in str(dim) for dim in values.dims)
+
+
+def _element_labels(name: str, values: xr.DataArray) -> list[str]:
+    """ArviZ-style labels, `arm[intensive]`, in the order of `values.to_numpy().ravel()`."""
+    dims = [d for d in values.dims if d not in SAMPLE_DIMS]
+    if not dims:
+        return [name]
+    coords = [values[d].to_numpy() for d in dims]
+    return [f"{name}[{', '.join(map(str, combo))}]" for combo in itertools.product(*coords)]
+
+
+def _element_table(parameters: xr.Dataset) -> pd.DataFrame:
+    """One row per parameter element with its diagnostics and its position (for plotting)."""
+    # arviz.summary, not arviz.mcse: with numba installed, mcse(method="sd") fails on numpy 2.x.
+    computed = az.summary(parameters, kind="diagnostics", round_to="none")
+    frames = []
+    for name, values in parameters.data_vars.items():
+        shape = tuple(values.sizes[d] for d in values.dims if d not in SAMPLE_DIMS)
+        frames.append(pd.DataFrame({
+            "parameter": _element_labels(name, values),
+            "variable": name,
+            "person_level": _is_person_level(values),
+            "position": list(np.ndindex(shape)) if shape else [()],
+        }))
+    table = pd.concat(frames, ignore_index=True)
+    for key in DIAGNOSTICS:
+        table[key] = computed[key].to_numpy(dtype=float)
+    return table
+
+
+def _collapse_person_level(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per participant-level term: the worst value of each diagnostic over its levels.
+
+    The position kept is that of the element with the highest R-hat, the one worth plotting.
+    """
+    rows = [table[~table["person_level"]].assign(elements=1)]
+    for name, block in table[table["person_level"]].groupby("variable", sort=False):
+        worst = block.loc[block["r_hat"].fillna(-np.inf).idxmax()]
+        rows.append(pd.DataFrame([{
+            "parameter": f"{name} (worst of {len(block)} levels)", "variable": name, "person_level": True,
+            "position": worst["position"], "r_hat": block["r_hat"].max(), "ess_bulk": block["ess_bulk"].min(),
+            "ess_tail": block["ess_tail"].min(), "mcse_mean": block["mcse_mean"].max(),
+            "mcse_sd": block["mcse_sd"].max(), "elements": len(block),
+        }]))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _diagnostic_table(idata: az.InferenceData, var_names: list[str] | None = None) -> pd.DataFrame:
+    return _collapse_person_level(_element_table(_parameters(idata.posterior, var_names)))
+
+
+def _public(table: pd.DataFrame) -> pd.DataFrame:
+    return table.drop(columns=["position", "person_level"]).set_index("parameter")
+
+
+def summary(idata: Fit | az.InferenceData, var_names: list[str] | None = None) -> pd.DataFrame:
+    """Rank-normalised R-hat, bulk and tail ESS and MCSE of mean and SD for each parameter element.
+
+    Like `arviz.summary(kind="diagnostics")`, unrounded; participant-level terms as one row each.
+    """
+    return _public(_diagnostic_table(_as_idata(idata), var_names))
+
+
+def _first_present(stats: xr.Dataset, names: tuple[str, ...]) -> xr.DataArray | None:
+    return next((stats[n] for n in names if n in stats), None)
+
+
+def sampler_stats(idata: Fit | az.InferenceData) -> pd.DataFrame:
+    """Per chain: draws, divergences, E-BFMI, share of draws at the maximum tree depth, step size."""
+    idata = _as_idata(idata)
+    posterior = idata.posterior
+    chains = posterior["chain"].to_numpy()
+    table = pd.DataFrame({"chain": chains, "draws": posterior.sizes["draw"]})
+    stats = idata.sample_stats if "sample_stats" in idata.groups() else xr.Dataset()
+    if "diverging" in stats:
+        table["divergences"] = stats["diverging"].sum("draw").to_numpy().astype(int)
+    if "energy" in stats:
+        table["e_bfmi"] = az.bfmi(idata)
+    saturated = _first_present(stats, _MAX_DEPTH_REACHED)
+    if saturated is not None:
+        table["tree_depth_saturation"] = saturated.astype(float).mean("draw").to_numpy()
+    depth = _first_present(stats, _TREE_DEPTH)
+    if depth is not None:
+        table["mean_tree_depth"] = depth.astype(float).mean("draw").to_numpy()
+    if "step_size" in stats:
+        table["step_size"] = stats["step_size"].mean("draw").to_numpy()
+    return table
+
+
+def _worst(table: pd.DataFrame, n: int) -> pd.DataFrame:
+    """Alternately the highest R-hat and the lowest ESS (bulk or tail), each parameter once."""
+    by_r_hat = table.sort_values("r_hat", ascending=False, na_position="last").index
+    by_ess = table.assign(ess=table[["ess_bulk", "ess_tail"]].min(axis=1)).sort_values("ess").index
+    order = list(dict.fromkeys(i for pair in zip(by_r_hat, by_ess) for i in pair))
+    return table.loc[order[:n]]
+
+
+def _convergence_failures(table: pd.DataFrame, thresholds: Thresholds, chains: int) -> list[str]:
+    failed = []
+    high = table[table["r_hat"] > thresholds.max_r_hat]
+    if not high.empty:
+        top = high.sort_values("r_hat", ascending=False).iloc[0]
+        failed.append(f"R-hat above {thresholds.max_r_hat:g} for {len(high)} of {len(table)} parameters "
+                      f"(worst: {top['parameter']} {top['r_hat']:.3f}); run longer chains or reparameterise")
+    min_ess = thresholds.min_ess(chains)
+    for column, kind in (("ess_bulk", "bulk"), ("ess_tail", "tail")):
+        low = table[table[column] < min_ess]
+        if not low.empty:
+            top = low.sort_values(column).iloc[0]
+            failed.append(f"{kind} ESS below {min_ess:g} ({thresholds.min_ess_per_chain:g} per chain x {chains} chains) "
+                          f"for {len(low)} of {len(table)} parameters (lowest: {top['parameter']} {top[column]:.0f}); "
+                          "draw more samples")
+    return failed
+
+
+def _sampler_failures(chains: pd.DataFrame, thresholds: Thresholds) -> tuple[list[str], list[str]]:
+    failed, missing = [], []
+    if "divergences" in chains:
+        total = int(chains["divergences"].sum())
+        if total > thresholds.max_divergences:
+            per_chain = ", ".join(f"chain {c}: {d}" for c, d in zip(chains["chain"], chains["divergences"]) if d)
+            failed.append(f"{total} divergent transitions after warm-up ({per_chain}); raise target_accept "
+                          "or reparameterise: the posterior may be biased")
+    else:
+        missing.append("divergences")
+    if "e_bfmi" in chains:
+        low = chains[chains["e_bfmi"] < thresholds.min_e_bfmi]
+        if not low.empty:
+            which = ", ".join(f"chain {c}: {v:.2f}" for c, v in zip(low["chain"], low["e_bfmi"]))
+            failed.append(f"E-BFMI below {thresholds.min_e_bfmi:g} ({which}): the sampler explores the "
+                          "energy distribution poorly; reparameterise (e.g. group-level SDs)")
+    else:
+        missing.append("E-BFMI")
+    if "tree_depth_saturation" in chains:
+        share = float((chains["tree_depth_saturation"] * chains["draws"]).sum() / chains["draws"].sum())
+        if share > thresholds.max_tree_depth_share:
+            failed.append(f"{share:.1%} of draws hit the maximum tree depth (limit {thresholds.max_tree_depth_share:.0%}): "
+                          "sampling is inefficient; reparameterise or raise the maximum depth")
+    else:
+        missing.append("tree depth")
+    warnings = [f"no sampler statistics for {', '.join(missing)}: not checked"] if missing else []
+    return failed, warnings
+
+
+@dataclass
+class Diagnosis:
+    """The verdict of `diagnose` with its reasons and tables; `to_dict()` is JSON-able."""
+
+    passed: bool
+    failed: list[str]
+    warnings: list[str]
+    thresholds: Thresholds
+    chains: int
+    draws: int
+    parameters: pd.DataFrame
+    sampler: pd.DataFrame
+    worst: pd.DataFrame
+    sensitivity: pd.DataFrame | None = None
+    model: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return "pass" if self.passed else "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "verdict": self.verdict, "passed": self.passed, "failed": list(self.failed),
+            "warnings": list(self.warnings), "thresholds": dataclasses.asdict(self.thresholds),
+            "chains": self.chains, "draws": self.draws,
+            "worst": _records(self.worst), "parameters": _records(self.parameters), "sampler": _records(self.sampler),
+            "sensitivity": None if self.sensitivity is None else _records(self.sensitivity),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+    def format(self) -> str:
+        """Plain text for the terminal."""
+        t = self.thresholds
+        name = f"{self.model}: " if self.model else ""
+        lines = [f"{name}diagnostics {self.verdict.upper()} ({self.chains} chains x {self.draws} draws; "
+                 f"R-hat <= {t.max_r_hat:g}, bulk/tail ESS >= {t.min_ess(self.chains):g}, "
+                 f"divergences <= {t.max_divergences}, E-BFMI >= {t.min_e_bfmi:g}, "
+                 f"tree depth saturated in <= {t.max_tree_depth_share:.0%} of draws)"]
+        lines += [f"  FAILED: {message}" for message in self.failed]
+        lines += [f"  warning: {message}" for message in self.warnings]
+        lines += ["", "Worst parameters:", _text_table(self.worst.reset_index(), {
+            "r_hat": "{:.3f}", "ess_bulk": "{:.0f}", "ess_tail": "{:.0f}", "mcse_mean": "{:.3g}", "mcse_sd": "{:.3g}"})]
+        lines += ["", "Sampler, per chain:", _text_table(self.sampler, {
+            "e_bfmi": "{:.2f}", "tree_depth_saturation": "{:.1%}", "mean_tree_depth": "{:.1f}", "step_size": "{:.3f}"})]
+        if self.sensitivity is not None:
+            lines += ["", f"Prior sensitivity (power-scaling; flagged at >= {SENSITIVITY_THRESHOLD}):",
+                      _text_table(self.sensitivity, {"prior": "{:.3f}", "likelihood": "{:.3f}"})]
+        return "\n".join(lines)
+
+
+def _text_table(table: pd.DataFrame, formats: dict[str, str]) -> str:
+    shown = table.drop(columns=[c for c in ("variable", "elements") if c in table]).copy()
+    for column, pattern in formats.items():
+        if column in shown:
+            shown[column] = [("-" if pd.isna(v) else pattern.format(v)) for v in shown[column]]
+    return shown.to_string(index=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) or math.isinf(value) else float(value)
+    return value
+
+
+def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
+    frame = table.reset_index() if table.index.name else table
+    return [{str(k): _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+def diagnose(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, thresholds: Thresholds | None = None, *,
+             with_sensitivity: bool = False, worst: int = 5) -> Diagnosis:
+    """Check a fit against `thresholds` (defaults: `Thresholds()`); `with_sensitivity` needs a Fit.
+
+    Prior sensitivity never fails the verdict: a prior-data conflict is a finding about the model,
+    not a failure of the sampler. It is reported among the warnings.
+    """
+    thresholds = thresholds or Thresholds()
+    fit = load(fit_or_idata) if isinstance(fit_or_idata, (str, os.PathLike)) else fit_or_idata
+    idata = _as_idata(fit)
+    table = _diagnostic_table(idata)
+    chains_table = sampler_stats(idata)
+    n_chains = idata.posterior.sizes["chain"]
+    failed = _convergence_failures(table, thresholds, n_chains)
+    sampler_failed, warnings = _sampler_failures(chains_table, thresholds)
+    failed += sampler_failed
+    sens = None
+    if with_sensitivity:
+        if not isinstance(fit, Fit):
+            raise TypeError("prior sensitivity needs a Fit (the model is needed for the log prior), not bare inference data")
+        sens = sensitivity(fit)
+        warnings += _sensitivity_warnings(sens)
+    public = _public(table)
+    return Diagnosis(
+        passed=not failed, failed=failed, warnings=warnings, thresholds=thresholds, chains=n_chains,
+        draws=idata.posterior.sizes["draw"], parameters=public, sampler=chains_table,
+        worst=public.loc[_worst(table, worst)["parameter"]], sensitivity=sens,
+        model=fit.spec.name if isinstance(fit, Fit) else "",
+    )
+
+
+def _prior_parameters(fit: Fit) -> list[str]:
+    """Parameters that carry a user-facing prior: fixed effects, group SDs, thresholds, sigma, alpha.
+
+    Centred participant effects would be free variables too; they are left out (their labels are ids).
+    """
+    posterior = fit.idata.posterior
+    return [rv.name for rv in fit.model.backend.model.free_RVs
+            if rv.name in posterior and not _is_person_level(posterior[rv.name])]
+
+
+def log_prior(fit: Fit, var_names: list[str] | None = None) -> xr.Dataset:
+    """Pointwise log prior density of `var_names` (default: `_prior_parameters`) at each draw.
+
+    Stored fits keep no non-centred `_offset` variables; PyMC needs a value for every free variable,
+    so they are filled with zeros: the log densities asked for do not depend on them.
+    """
+    import pymc as pm
+
+    pymc_model = fit.model.backend.model
+    names = var_names or _prior_parameters(fit)
+    posterior = fit.idata.posterior
+    shapes = {name: value.shape for name, value in pymc_model.initial_point().items()}
+    filled = {}
+    for rv in pymc_model.free_RVs:
+        if rv.name not in posterior:
+            shape = shapes[rv.name]
+            filled[rv.name] = (SAMPLE_DIMS + tuple(f"{rv.name}_dim_{i}" for i in range(len(shape))),
+                               np.zeros((posterior.sizes["chain"], posterior.sizes["draw"], *shape)))
+    padded = az.InferenceData(posterior=posterior.assign(filled))
+    return pm.compute_log_prior(padded, var_names=names, model=pymc_model, extend_inferencedata=False,
+                                progressbar=False)
+
+
+def _sensitivity_label(prior: float, likelihood: float) -> str:
+    if prior >= SENSITIVITY_THRESHOLD and likelihood >= SENSITIVITY_THRESHOLD:
+        return "prior-data conflict"
+    if prior >= SENSITIVITY_THRESHOLD:
+        return "strong prior / weak likelihood"
+    return ""
+
+
+def sensitivity(fit: Fit, var_names: list[str] | None = None) -> pd.DataFrame:
+    """Power-scaling sensitivity of each parameter to its prior and to the likelihood.
+
+    Both above 0.05: the prior and the data disagree (prior-data conflict). Prior sensitive while
+    the likelihood is not: the prior dominates a weak likelihood (as with few municipalities).
+    """
+    names = var_names or _prior_parameters(fit)
+    idata = az.InferenceData(posterior=fit.idata.posterior[names], log_likelihood=fit.idata.log_likelihood,
+                             log_prior=log_prior(fit, names))
+    prior = az.psens(idata, component="prior", var_names=names)
+    likelihood = az.psens(idata, component="likelihood", var_names=names)
+    rows = []
+    for name in names:
+        labels = _element_labels(name, fit.idata.posterior[name])
+        for label, p, lik in zip(labels, np.asarray(prior[name]).ravel(), np.asarray(likelihood[name]).ravel()):
+            rows.append({"parameter": label, "prior": float(p), "likelihood": float(lik),
+                         "diagnosis": _sensitivity_label(p, lik)})
+    return pd.DataFrame(rows)
+
+
+def _sensitivity_warnings(table: pd.DataFrame) -> list[str]:
+    flagged = table[table["diagnosis"] != ""]
+    return [f"{diagnosis}: {', '.join(block['parameter'])} (power-scaling sensitivity >= {SENSITIVITY_THRESHOLD})"
+            for diagnosis, block in flagged.groupby("diagnosis", sort=True)]
+
+
+def _plot_dataset(idata: az.InferenceData, rows: pd.DataFrame) -> xr.Dataset:
+    """The draws of the chosen elements, one (chain, draw) variable each, named by their label."""
+    posterior = idata.posterior
+    data = {}
+    for _, row in rows.iterrows():
+        values = posterior[row["variable"]].transpose(*SAMPLE_DIMS, ...)
+        data[row["parameter"]] = (SAMPLE_DIMS, values.to_numpy()[(slice(None), slice(None), *row["position"])])
+    return xr.Dataset(data, coords={d: posterior[d] for d in SAMPLE_DIMS})
+
+
+def plot_diagnostics(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, out_dir: str | os.PathLike, *,
+                     worst: int = 4) -> list[Path]:
+    """Rank and trace plots of the `worst` parameters and an energy plot, as PNG and SVG in `out_dir`.
+
+    The energy plot is left out when the sampler stored no energy (not a Hamiltonian sampler).
+    """
+    from matplotlib.figure import Figure
+
+    from bayes_trial.plots.figures import save_figure
+
+    idata = _as_idata(fit_or_idata)
+    out_dir = Path(out_dir)
+    table = _diagnostic_table(idata)
+    chosen = _worst(table, worst)
+    draws = _plot_dataset(idata, chosen)
+    n = len(chosen)
+    written = []
+
+    fig = Figure(figsize=(4.2 * min(n, 2), 3.2 * math.ceil(n / 2)), layout="constrained")
+    axes = fig.subplots(math.ceil(n / 2), min(n, 2), squeeze=False).ravel()
+    az.plot_rank(draws, ax=axes[:n])
+    for ax, (_, row) in zip(axes, chosen.iterrows()):
+        ax.set_title(f"{row['parameter']}\nR-hat {row['r_hat']:.3f}, bulk ESS {row['ess_bulk']:.0f}", fontsize=9)
+        ax.set_xlabel("rank of draw (all chains pooled)", fontsize=9)
+        ax.set_ylabel("chain", fontsize=9)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.suptitle("Rank plots: uniform bars in every chain mean the chains agree", fontsize=10)
+    written += save_figure(fig, out_dir, "diagnostics_rank")
+
+    fig = Figure(figsize=(10, 2.4 * n), layout="constrained")
+    axes = fig.subplots(n, 2, squeeze=False)
+    az.plot_trace(draws, axes=axes, compact=False, legend=True)
+    for (left, right), label in zip(axes, chosen["parameter"]):
+        left.set_title(f"{label}: density per chain", fontsize=9)
+        right.set_title(f"{label}: trace per chain", fontsize=9)
+        right.set_xlabel("draw")
+    legends = [ax.get_legend() for ax in axes.ravel() if ax.get_legend() is not None]
+    if legends:  # ArviZ puts the chain legend over the trace; move it below the figure
+        fig.legend(legends[0].legend_handles, [t.get_text() for t in legends[0].get_texts()], title="chain",
+                   loc="outside lower center", ncols=len(legends[0].get_texts()), fontsize=8)
+        for legend in legends:
+            legend.remove()
+    fig.suptitle("Trace plots of the parameters with the worst R-hat or ESS", fontsize=10)
+    written += save_figure(fig, out_dir, "diagnostics_trace")
+
+    if "energy" not in idata.get("sample_stats", xr.Dataset()):
+        return written
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    az.plot_energy(idata, ax=ax, legend=True)
+    ax.set_title("Energy: transition narrower than marginal means poor exploration (low E-BFMI)", fontsize=10)
+    ax.set_xlabel("energy (centred)")
+    written += save_figure(fig, out_dir, "diagnostics_energy")
+    return written

@@ -1,0 +1,388 @@
+"""Priors as first-class inputs: which priors a model really uses, and what they imply.
+
+`prior_table` lists every prior of the built PyMC model, Bambi's data-scaled defaults included, and
+marks those the spec set. It reads the priors from the PyMC graph (`model.pymc_priors`), so a prior
+the modelling library dropped or changed shows as what it is. `prior_check` draws parameters and
+outcomes from the prior alone and summarises what they imply on the outcome scale, with the same
+g-computation as the posterior answers: outflow percentages per arm, effects in percentage points,
+scores and the share predicted outside the scale, ordinal category shares, counts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_trial.modelling import frames as model_mod
+from bayes_trial.estimands import query
+from bayes_trial.core.errors import SpecError
+from bayes_trial.sampling.fit import Fit
+from bayes_trial.modelling.spec import ModelSpec, check_prior_for_term
+
+# Spec families that Bambi knows under another name.
+_BAMBI_FAMILY = {"hazard": "binomial"}
+PRIOR_CHECK_FAMILIES = ("gaussian", "bernoulli", "cumulative", "negativebinomial")
+# Prior predictive values kept for the figure's histogram (pooled over rows and draws).
+PREDICTED_SAMPLE = 20_000
+DEFAULT_NOTE = "default (Bambi scales it to the data; give data to see it)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Which priors: terms, validation, the table of priors in use
+# ---------------------------------------------------------------------------------------------
+
+
+def prior_terms(spec: ModelSpec) -> list[str]:
+    """Names that accept a prior, from the formula and family alone (no data needed).
+
+    The same names Bambi gives: common terms (`Intercept`, `arm`, `arm:wave`), group terms
+    (`1|participant_id`, `arm|municipality`; their prior is for the standard deviation) and the
+    family's auxiliary parameters (`sigma`, `alpha`, `threshold`).
+    """
+    import formulae
+    from bambi.defaults import get_builtin_family
+
+    try:
+        description = formulae.model_description(spec.formula)
+    except Exception as exc:  # formulae raises many types for bad formulas
+        raise SpecError(f"model {spec.name!r}: cannot read formula {spec.formula!r}: {str(exc).splitlines()[0]}") from None
+    family = get_builtin_family(_BAMBI_FAMILY.get(spec.family, spec.family))
+    terms = [term.name for term in description.terms if not (spec.family == "cumulative" and term.name == "Intercept")]
+    auxiliary = [p for p in family.likelihood.params if p != family.likelihood.parent]
+    return terms + auxiliary
+
+
+def check_priors(spec: ModelSpec) -> None:
+    """Refuse priors for terms the model does not have, and priors a term cannot take."""
+    valid = prior_terms(spec)
+    for term, prior in spec.priors.items():
+        if term not in valid:
+            raise SpecError(f"model {spec.name!r}: prior for unknown term {term!r}; valid terms: {', '.join(valid)}")
+        check_prior_for_term(term, prior, where=f"model {spec.name!r}")
+
+
+def _applies_to(term: str) -> str:
+    if "|" in term:
+        return "SD of group effects"
+    return {"sigma": "residual SD", "alpha": "dispersion", "threshold": "cut-points",
+            "Intercept": "intercept"}.get(term, "coefficients")
+
+
+def _user_form(distribution: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A prior as found in the PyMC graph, written the way a spec writes it.
+
+    PyMC stores some distributions by scale rather than rate, and the half distributions with a
+    location of zero (the inverse of `model._graph_form`).
+    """
+    params = dict(params)
+    if distribution.startswith("Half") and np.all(np.asarray(params.get("loc", 0)) == 0):
+        params.pop("loc", None)
+    if distribution == "Exponential":
+        return distribution, {"lam": 1 / np.asarray(params["scale"])}
+    if distribution == "Gamma":
+        return distribution, {"alpha": params["alpha"], "beta": 1 / np.asarray(params["scale"])}
+    return {"InvGamma": "InverseGamma"}.get(distribution, distribution), params
+
+
+def _number(value: Any) -> str:
+    values = np.atleast_1d(np.asarray(value, dtype=float))
+    if values.size == 1:
+        return f"{values[0]:.4g}"
+    return "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+
+
+def format_prior(distribution: str, params: dict[str, Any]) -> str:
+    """`Normal(mu=0, sigma=0.5)`; vector parameters (one value per level) in brackets."""
+    return f"{distribution}(" + ", ".join(f"{k}={_number(v)}" for k, v in params.items()) + ")"
+
+
+def prior_table(spec: ModelSpec, frame: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every prior the model uses, one row per term, and who set it ('user' or 'default').
+
+    With data, the priors are read from the built PyMC model: Bambi's defaults depend on the data
+    (they are scaled to the outcome and predictors), and a prior that did not reach the model shows
+    up as what the model really has. Without data, defaults are listed as such. Columns: term,
+    applies_to, prior, params (a dict in the spec's parametrisation), set_by, note.
+    """
+    check_priors(spec)
+    if frame is None:
+        rows = [
+            {"term": term, "applies_to": _applies_to(term),
+             "prior": str(spec.priors[term]) if term in spec.priors else DEFAULT_NOTE,
+             "params": dict(spec.priors[term].params) if term in spec.priors else {},
+             "set_by": "user" if term in spec.priors else "default", "note": ""}
+            for term in prior_terms(spec)
+        ]
+        return pd.DataFrame(rows)
+    prepared = model_mod.prepare(spec, frame)
+    graph = model_mod.pymc_priors(model_mod.build(spec, prepared), spec)
+    rows = []
+    for record in graph.to_dict("records"):
+        distribution, params = _user_form(record["distribution"], record["params"])
+        rows.append({"term": record["term"], "applies_to": _applies_to(record["term"]),
+                     "prior": format_prior(distribution, params), "params": params,
+                     "set_by": record["set_by"], "note": ""})
+    dropped = "; ".join(n for n in prepared.notes if n.startswith("dropped")) or "not in the model"
+    rows += [{"term": term, "applies_to": _applies_to(term), "prior": str(prior), "params": dict(prior.params),
+              "set_by": "user", "note": f"not used: {dropped}"}
+             for term, prior in spec.priors.items() if term not in set(graph["term"])]
+    order = {term: i for i, term in enumerate(prior_terms(spec))}
+    table = pd.DataFrame(rows).sort_values("term", key=lambda t: t.map(order).fillna(len(order)), kind="stable")
+    return table.reset_index(drop=True)
+
+
+def format_prior_table(table: pd.DataFrame) -> str:
+    shown = table[["term", "applies_to", "prior", "set_by"]]
+    shown = shown.rename(columns={"applies_to": "applies to", "set_by": "set by"})
+    text = shown.to_string(index=False)
+    notes = [f"  {row.term}: {row.note}" for row in table.itertuples() if row.note]
+    return text + ("\n" + "\n".join(notes) if notes else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# What priors imply: prior predictive checks on the outcome scale
+# ---------------------------------------------------------------------------------------------
+
+
+def mean_unit(spec: ModelSpec) -> str:
+    """Unit of an arm's mean outcome: a percentage for binary outcomes, else the outcome's unit."""
+    return "%" if spec.family == "bernoulli" else spec.outcome_unit
+
+
+def outcome_draws(fit: Fit) -> dict[str, dict[tuple[str, Any], np.ndarray]]:
+    """Draws of each arm's standardised mean and of each arm against control, per wave.
+
+    The draws behind `query.effects`, on the reported scale (percentages and percentage points for
+    binary outcomes): {"mean": {(arm, wave): draws}, "effect": {("arm - control", wave): draws}};
+    wave is None for models without waves.
+    """
+    scale = query.scale_factor(fit)
+    control = fit.spec.control_arm
+    means, effects = {}, {}
+    for wave in query.waves(fit) or [None]:
+        arm_draws = query.arm_means(fit, wave=wave)
+        for arm, draws in arm_draws.items():
+            means[(arm, wave)] = draws * scale
+            if arm != control:
+                effects[(f"{arm} - {control}", wave)] = (draws - arm_draws[control]) * scale
+    return {"mean": means, "effect": effects}
+
+
+@dataclass
+class PriorCheck:
+    """What the priors of `spec` imply on the outcome scale, before seeing the outcomes."""
+
+    spec: ModelSpec
+    summary: pd.DataFrame
+    draws: dict[str, dict[tuple[str, Any], np.ndarray]]
+    predicted: np.ndarray
+    interval: float = query.DEFAULT_INTERVAL
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _parameter_names(pymc_model) -> list[str]:
+    """Parameters a prediction needs: no non-centred offsets, no per-observation quantities."""
+    dims = pymc_model.named_vars_to_dims
+    return [v.name for v in pymc_model.unobserved_RVs
+            if not v.name.endswith("_offset") and "__obs__" not in dims.get(v.name, ())]
+
+
+def ordered_normal(mu: np.ndarray, sigma: np.ndarray | float, size: int, rng: np.random.Generator,
+                   sweeps: int = 200) -> np.ndarray:
+    """Draws (size, K) of independent Normal(mu_k, sigma) restricted to increasing values.
+
+    This is the prior of Bambi's ordinal thresholds (a normal prior with an ordered transform).
+    Gibbs sampling, one coordinate at a time between its neighbours, from the ordered means: with
+    many categories, rejecting unordered draws would keep almost none.
+    """
+    from scipy.stats import truncnorm
+
+    mu = np.asarray(mu, dtype=float)
+    sigma = np.broadcast_to(np.asarray(sigma, dtype=float), mu.shape)
+    values = np.tile(np.sort(mu), (size, 1))
+    for _ in range(sweeps):
+        for k in range(len(mu)):
+            low = values[:, k - 1] if k > 0 else -np.inf
+            high = values[:, k + 1] if k < len(mu) - 1 else np.inf
+            values[:, k] = truncnorm.rvs((low - mu[k]) / sigma[k], (high - mu[k]) / sigma[k], loc=mu[k],
+                                         scale=sigma[k], random_state=rng)
+    return values
+
+
+def _sample_prior(bmb_model, draws: int, seed: int) -> tuple[xr.Dataset, np.ndarray, list[str]]:
+    """Prior draws of the parameters (PyMC forward sampling) and of the outcome of every model row.
+
+    PyMC's forward sampling ignores the ordered transform of ordinal thresholds and would draw
+    them out of order (category probabilities below zero), so they are redrawn from their prior
+    restricted to increasing values. Outcomes are then drawn from the likelihood by Bambi.
+    """
+    import pymc as pm
+
+    pymc_model = bmb_model.backend.model
+    names = _parameter_names(pymc_model)
+    idata = pm.sample_prior_predictive(draws=draws, model=pymc_model, random_seed=seed, var_names=names)
+    parameters = xr.Dataset({name: idata.prior[name] for name in names})
+    notes = []
+    if "threshold" in parameters:
+        rv = pymc_model["threshold"]
+        mu, sigma = (np.asarray(p.eval(), dtype=float) for p in rv.owner.op.dist_params(rv.owner))
+        mu = np.broadcast_to(mu, parameters["threshold"].shape[-1:])
+        ordered = ordered_normal(mu, sigma, draws, np.random.default_rng(seed))
+        parameters["threshold"] = parameters["threshold"].copy(data=ordered[np.newaxis])
+        notes.append("ordinal thresholds drawn from their prior restricted to increasing values "
+                     "(PyMC's forward sampling ignores the ordering)")
+    outcomes = bmb_model.predict(az.InferenceData(posterior=parameters), kind="response", inplace=False,
+                                 random_seed=seed).posterior_predictive
+    predicted = next(iter(outcomes.data_vars.values()))
+    predicted = predicted.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
+    return parameters, predicted.reshape(predicted.shape[0], -1), notes
+
+
+def _share_rows(spec: ModelSpec, prepared: model_mod.PreparedData, predicted: np.ndarray,
+                interval: float) -> list[dict[str, Any]]:
+    """Shares of predicted outcomes (per draw, over model rows) by arm and wave, in percent."""
+    events = {}
+    lower, upper = spec.bounds
+    if spec.family == "gaussian" and (lower is not None or upper is not None):
+        low = -np.inf if lower is None else lower
+        high = np.inf if upper is None else upper
+        events[f"predicted share outside {_number(low)}-{_number(high)}"] = (predicted < low) | (predicted > high)
+    elif spec.family == "negativebinomial":
+        events["predicted share of zeros"] = predicted == 0
+        if upper is not None:
+            events[f"predicted share above {_number(upper)}"] = predicted > upper
+    elif spec.family == "cumulative":
+        # PyMC's categorical draws are category positions; report them as the outcome's values.
+        for position, level in enumerate(prepared.data[spec.outcome].cat.categories):
+            events[f"predicted share in category {level}"] = predicted == position
+    if not events:
+        return []
+    data = prepared.data
+    groups = [("all", None, np.ones(len(data), dtype=bool))]
+    for wave in (list(data["wave"].cat.categories) if "wave" in data else [None]):
+        in_wave = np.ones(len(data), dtype=bool) if wave is None else (data["wave"] == wave).to_numpy()
+        groups += [(arm, wave, in_wave & (data["arm"] == arm).to_numpy()) for arm in data["arm"].cat.categories]
+    rows = []
+    for quantity, hits in events.items():
+        for arm, wave, rows_in in groups:
+            if rows_in.any():
+                share = 100 * hits[:, rows_in].mean(axis=1)
+                rows.append({"quantity": quantity, "arm": arm, "wave": wave, "unit": "%",
+                             **query.summarise_draws(share, interval), "p_gt_0": np.nan})
+    return rows
+
+
+def prior_fit(spec: ModelSpec, frame: pd.DataFrame, draws: int = 500, seed: int | None = None) -> Fit:
+    """A `Fit` whose posterior group holds draws from the prior: every query then answers under the prior.
+
+    The rows of `frame` give the design (arms, towns, consultants, waves); their outcomes are not
+    used. The prior predictive outcome of every model row is in `idata.prior_predictive`, and
+    notes on the draws in `info["prior_notes"]`.
+    """
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 10:
+        raise SpecError(f"prior check: draws must be an integer of at least 10, got {draws!r}")
+    seed = spec.sampler["seed"] if seed is None else seed
+    check_priors(spec)
+    prepared = model_mod.prepare(spec, frame)
+    bmb_model = model_mod.build(spec, prepared)
+    parameters, predicted, notes = _sample_prior(bmb_model, draws, seed)
+    outcome = xr.Dataset({prepared.response: (("chain", "draw", "__obs__"), predicted[np.newaxis])})
+    fit = Fit(spec, prepared, az.InferenceData(posterior=parameters, prior_predictive=outcome),
+              {"prior_notes": notes, "seed": seed})
+    fit.__dict__["model"] = bmb_model  # the built model; no rebuild for the predictions
+    return fit
+
+
+def prior_check(spec: ModelSpec, frame: pd.DataFrame, draws: int = 500, seed: int | None = None,
+                interval: float = query.DEFAULT_INTERVAL) -> PriorCheck:
+    """Draw from the prior of `spec` on the rows of `frame` (outcomes unused) and summarise it.
+
+    The summary has one row per quantity x arm (or contrast) x wave: the standardised mean outcome
+    per arm ("arm mean"), each arm against control ("effect", with the prior P(> 0)), and for
+    scores, counts and ordinal items the share of predicted outcomes outside the scale, of zeros,
+    or in each category, per arm and over all rows ("all").
+    """
+    if spec.family not in PRIOR_CHECK_FAMILIES:
+        raise SpecError(f"model {spec.name!r}: prior checks cover the families {', '.join(PRIOR_CHECK_FAMILIES)}, "
+                        f"not {spec.family!r}")
+    fit = prior_fit(spec, frame, draws, seed)
+    predicted = fit.idata.prior_predictive[fit.prepared.response].to_numpy()[0]
+    estimands = outcome_draws(fit)
+    rows = [{"quantity": "arm mean", "arm": arm, "wave": wave, "unit": mean_unit(spec),
+             **query.summarise_draws(values, interval), "p_gt_0": np.nan}
+            for (arm, wave), values in estimands["mean"].items()]
+    rows += [{"quantity": "effect", "arm": contrast, "wave": wave, "unit": spec.outcome_unit,
+              **query.summarise_draws(values, interval)}
+             for (contrast, wave), values in estimands["effect"].items()]
+    rows += _share_rows(spec, fit.prepared, predicted, interval)
+    rng = np.random.default_rng(fit.info["seed"])
+    sample = rng.choice(predicted.ravel(), size=min(PREDICTED_SAMPLE, predicted.size), replace=False)
+    return PriorCheck(spec, pd.DataFrame(rows), estimands, sample.astype(float), interval,
+                      fit.prepared.notes + tuple(fit.info["prior_notes"]))
+
+
+def format_prior_check(result: PriorCheck) -> str:
+    """The summary as plain-text tables, one per quantity."""
+    interval = result.interval
+    parts = [f"Prior predictive check for {result.spec.name} ({result.spec.outcome}), {interval:.0%} intervals:"]
+    parts += [f"  note: {note}" for note in result.notes]
+    for quantity, table in result.summary.groupby("quantity", sort=False):
+        shown = table.drop(columns=["quantity"] + (["p_gt_0"] if table["p_gt_0"].isna().all() else []))
+        shown["wave"] = shown["wave"].astype(object)
+        parts += ["", f"{quantity}:", query.format_table(shown, "arm", interval)]
+    return "\n".join(parts)
+
+
+def plot_prior_check(result: PriorCheck, out_dir: str | os.PathLike) -> list[Path]:
+    """Figure `prior_check_NAME` (PNG and SVG): arm means, effects and predicted outcomes under the prior."""
+    from bayes_trial.plots.figures import arm_colours, plt, save_figure  # figures picks the Agg backend first
+
+    spec, summary = result.spec, result.summary
+    last_wave = summary["wave"].dropna().max() if summary["wave"].notna().any() else None
+    at_wave = f" at wave {int(last_wave)}" if last_wave is not None else ""
+    shares = summary[summary["quantity"].str.startswith("predicted share")]
+    panels = 3 if spec.family in ("gaussian", "negativebinomial", "cumulative") else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.8))
+    arm_names = [arm for arm, wave in result.draws["mean"] if wave == last_wave]
+    colours = arm_colours(arm_names)
+    for arm in arm_names:
+        axes[0].hist(result.draws["mean"][(arm, last_wave)], bins=40, density=True, histtype="step", lw=1.5,
+                     color=colours[arm], label=arm)
+    axes[0].set_xlabel(f"mean {spec.outcome} ({mean_unit(spec)})")
+    axes[0].set_title(f"Expected outcome per arm{at_wave}", fontsize=10)
+    axes[0].legend(fontsize=8)
+    for (contrast, wave), values in result.draws["effect"].items():
+        if wave == last_wave:
+            axes[1].hist(values, bins=40, density=True, histtype="step", lw=1.5,
+                         color=colours[contrast.split(" - ")[0]], label=contrast)
+    axes[1].axvline(0, color="black", lw=0.8, ls="--")
+    axes[1].set_xlabel(f"effect against {spec.control_arm} ({spec.outcome_unit})")
+    axes[1].set_title(f"Arm effects{at_wave}", fontsize=10)
+    axes[1].legend(fontsize=8)
+    if spec.family == "cumulative":
+        overall = shares[shares["arm"] == "all"]
+        levels = [q.rsplit(" ", 1)[1] for q in overall["quantity"]]
+        axes[2].bar(levels, overall["mean"], yerr=[overall["mean"] - overall["lower"], overall["upper"] - overall["mean"]],
+                    color="#9ecae1", capsize=3)
+        axes[2].set_xlabel(spec.outcome)
+        axes[2].set_ylabel("predicted share (%)")
+        axes[2].set_title("Predicted categories (all rows)", fontsize=10)
+    elif panels == 3:
+        low, high = np.quantile(result.predicted, [0.005, 0.995])
+        axes[2].hist(result.predicted, bins=60, range=(low, high), density=True, color="#9ecae1")
+        for bound in (b for b in spec.bounds if b is not None):
+            axes[2].axvline(bound, color="#d95f02", lw=1)
+        overall = shares[shares["arm"] == "all"]
+        label = "; ".join(f"{q.removeprefix('predicted share ')}: {m:.1f}%" for q, m in zip(overall["quantity"], overall["mean"]))
+        axes[2].set_title(f"Predicted {spec.outcome}\n{label}", fontsize=9)
+        axes[2].set_xlabel(f"{spec.outcome} (middle 99% of prior draws)")
+    fig.suptitle(f"{spec.name}: what the priors imply (prior predictive)", fontsize=11)
+    fig.tight_layout()
+    return save_figure(fig, out_dir, f"prior_check_{spec.name}")

@@ -1,0 +1,5 @@
+"""`python -m bayes_trial.cli` runs the command line."""
+
+from bayes_trial.cli.commands import main
+
+raise SystemExit(main())

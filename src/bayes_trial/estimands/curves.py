@@ -1,0 +1,461 @@
+"""Outflow over time: discrete-time hazard models on person-months, and their answers.
+
+The register gives each person's month of outflow to work (`months_to_outflow`, empty if none)
+and length of follow-up (`months_followed`). A discrete-time hazard model asks, month by month,
+how many of those still on benefit leave for work. Its data are counts at risk and events per
+month and cell (arm x town x consultant x ... ), built straight from one row per person, so the
+cost follows months x cells, not persons x months. People who never leave are at risk up to
+their last month followed (censored), not dropped.
+
+Answers are on the scale people use: the cumulative share who left for work by month m, per arm,
+from g-computation over the observed population (every person given each arm in turn, with their
+own town, consultant and covariates), contrasts at chosen months in percentage points, and the
+month by which half (or another share) have left.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bayes_trial.data.contract import validate_register  # noqa: E402
+from bayes_trial.core.errors import DataError, SpecError  # noqa: E402
+from bayes_trial.plots.figures import arm_colours  # noqa: E402
+from bayes_trial.sampling.fit import Fit, expected_response  # noqa: E402
+from bayes_trial.modelling.frames import TRIALS, PreparedData, _drop_uninformed_terms, arm_levels, formula_columns, model_rows  # noqa: E402
+from bayes_trial.estimands.query import (DEFAULT_INTERVAL, MIN_CELL, NEW_MUNICIPALITY, arms_by_town, is_new_town,  # noqa: E402
+                    new_town_posterior, new_town_problem, summarise_draws)
+from bayes_trial.modelling.spec import ModelSpec  # noqa: E402
+
+MONTH_COLUMNS = ("months_to_outflow", "months_followed")
+# Columns made by the person-month expansion that a formula may use: the month (period end; as a
+# group factor it gives partially pooled month effects), years since the start ((month - 1) / 12,
+# so that an arm's main effect is its effect in month 1) and log(month) for an early steep fall.
+TIME_COLUMNS = ("month", "years", "log_month")
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: persons -> counts at risk and events per period x cell
+# ---------------------------------------------------------------------------------------------
+
+
+def time_columns(month: np.ndarray) -> dict[str, np.ndarray]:
+    """The time columns of TIME_COLUMNS for period-end months."""
+    month = np.asarray(month, dtype=np.int64)
+    return {"month": month, "years": (month - 1) / 12.0, "log_month": np.log(month)}
+
+
+def last_period(frame: pd.DataFrame, event: str, width: int = 1) -> np.ndarray:
+    """Each person's last period at risk: the period of outflow, else the last period followed.
+
+    Months are counted from the start; an outflow in (m-1, m] falls in month m (month 0 in month 1).
+    """
+    months = np.where(frame[event].to_numpy() == 1, frame["months_to_outflow"].to_numpy(dtype=float),
+                      frame["months_followed"].to_numpy(dtype=float))
+    return np.maximum(np.ceil(np.ceil(months) / width), 1).astype(np.int64)
+
+
+def person_months(persons: pd.DataFrame, by: list[str], *, event: str = "outflow_work", width: int = 1) -> pd.DataFrame:
+    """Counts at risk (`n_trials`) and events (`event`) per period and cell of `by`.
+
+    `persons` has one row per person with `event` (0/1), `months_to_outflow` and `months_followed`
+    (validated: see `data.validate_register`). Periods are `width` months long; `month` is a
+    period's last month. Built from per-cell histograms of each person's last period, never
+    from person-month rows.
+    """
+    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+        raise SpecError(f"period width must be a positive whole number of months, got {width!r}")
+    last = last_period(persons, event, width)
+    periods = int(last.max())
+    cell_of = persons.groupby(by, observed=True, sort=True).ngroup().to_numpy() if by else np.zeros(len(persons), int)
+    n_cells = int(cell_of.max()) + 1
+    exits = np.zeros((n_cells, periods))
+    events = np.zeros((n_cells, periods))
+    np.add.at(exits, (cell_of, last - 1), 1)
+    left = persons[event].to_numpy() == 1
+    np.add.at(events, (cell_of[left], last[left] - 1), 1)
+    at_risk = exits[:, ::-1].cumsum(axis=1)[:, ::-1]
+    cells = (persons[by].iloc[np.unique(cell_of, return_index=True)[1]].reset_index(drop=True)
+             if by else pd.DataFrame(index=range(1)))
+    month_ends = np.minimum(np.arange(1, periods + 1) * width, int(np.ceil(persons["months_followed"].max())))
+    long = cells.loc[np.repeat(np.arange(n_cells), periods)].reset_index(drop=True)
+    for name, values in time_columns(np.tile(month_ends, n_cells)).items():
+        long[name] = values
+    long[event] = events.ravel().astype(np.int64)
+    long[TRIALS] = at_risk.ravel().astype(np.int64)
+    return long.loc[long[TRIALS] > 0].reset_index(drop=True)
+
+
+def _register_persons(frame: pd.DataFrame, where: str, control_arm: str) -> pd.DataFrame:
+    missing = [c for c in MONTH_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{where}: a hazard model needs column(s) {', '.join(missing)} in the register data "
+                        "(months from the start to outflow, empty if none; months followed)")
+    return validate_register(frame, source=where, control_arm=control_arm)
+
+
+def prepare(spec: ModelSpec, frame: pd.DataFrame, *, width: int = 1) -> PreparedData:
+    """Counts at risk and events per month x cell for a `family = "hazard"` spec.
+
+    The cells are the formula's person-level columns (arm, municipality, consultant_id, stock,
+    ...); the formula may use the time columns `month`, `years` and `log_month`. With `width` equal to the
+    longest follow-up there is one period and the model is the binary outflow model.
+    """
+    if spec.table != "register":
+        raise SpecError(f"model {spec.name!r}: a hazard model reads the register table, not {spec.table!r}")
+    persons = _register_persons(frame, f"model {spec.name!r}", spec.control_arm)
+    columns = [c for c in formula_columns(spec.formula) if c not in TIME_COLUMNS]
+    data, notes = model_rows(spec, persons, columns + ["months_followed"], carry=("months_to_outflow",))
+    cells = person_months(data, columns, event=spec.outcome, width=width)
+    formula, dropped_notes, dropped = _drop_uninformed_terms(spec.formula, cells)
+    notes.extend(dropped_notes)
+    person_periods = int(last_period(data, spec.outcome, width).sum())
+    notes.append(f"{len(data)} persons ({person_periods} person-{'months' if width == 1 else 'periods'} at risk) "
+                 f"aggregated into {len(cells)} cells of {' x '.join(['month', *columns])}")
+    rhs = formula.split("~", 1)[1]
+    return PreparedData(cells, f"p({spec.outcome}, {TRIALS}) ~{rhs}", "binomial", spec.outcome, True,
+                        tuple(notes), tuple(dropped))
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers: cumulative outflow curves by g-computation
+# ---------------------------------------------------------------------------------------------
+
+
+def month_grid(fit: Fit) -> list[int]:
+    """The period-end months of a hazard fit (1, 2, ... for monthly periods)."""
+    if "month" not in fit.data or TRIALS not in fit.data:
+        raise SpecError(f"model {fit.spec.name!r} is not a hazard model (family {fit.spec.family!r}): "
+                        "it has no outflow curves; fit a spec with family = \"hazard\"")
+    return sorted(int(m) for m in pd.unique(fit.data["month"]))
+
+
+def population(fit: Fit) -> pd.DataFrame:
+    """Persons per cell of the fit's person-level columns (arm left out), from the first month's risk sets.
+
+    Everyone is at risk in the first period, so its counts are the persons behind each cell.
+    """
+    first = fit.data[fit.data["month"] == month_grid(fit)[0]]
+    person_columns = [c for c in fit.data.columns if c not in (*TIME_COLUMNS, fit.spec.outcome, TRIALS, "arm")]
+    return first.groupby(person_columns, observed=True, sort=True)[TRIALS].sum().reset_index()
+
+
+def _arms(fit: Fit) -> list[str]:
+    return list(fit.data["arm"].cat.categories)
+
+
+def curve_draws(fit: Fit, persons: pd.DataFrame | None = None, *, new_town: bool = False,
+                seed: int | None = None, arms: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Per arm, draws (samples x months) of the share of `persons` who left for work by each month.
+
+    Every person (cell of `population`) is given the arm in turn, keeping their own town,
+    consultant and covariates; their survival is the product of the monthly complements of the
+    hazard, and the curves are averaged with the persons as weights. With `new_town`, the same
+    persons live in one new town, the same for every arm (`query.new_town_posterior`, seeded by
+    `seed`). `arms` limits the curves to those arms (default all).
+    """
+    persons = population(fit) if persons is None else persons
+    grid_months = np.asarray(month_grid(fit))
+    weights = persons[TRIALS].to_numpy(dtype=float)
+    grid = persons.drop(columns=TRIALS).iloc[np.repeat(np.arange(len(persons)), grid_months.size)].reset_index(drop=True)
+    for name, values in time_columns(np.tile(grid_months, len(persons))).items():
+        grid[name] = values
+    idata = new_town_posterior(fit, seed=seed) if new_town else fit.idata
+    curves = {}
+    for arm in arms or _arms(fit):
+        grid["arm"] = pd.Categorical([arm] * len(grid), categories=_arms(fit), ordered=True)
+        hazard = expected_response(fit, idata, grid).stack(sample=("chain", "draw"))
+        hazard = hazard.transpose("sample", "__obs__").to_numpy()
+        incidence = 1 - np.cumprod(1 - hazard.reshape(-1, len(persons), grid_months.size), axis=2)
+        curves[arm] = np.einsum("spm,p->sm", incidence, weights / weights.sum())
+    return curves
+
+
+def _groups(fit: Fit, by: str | None, municipality: str | None) -> list[tuple[dict, pd.DataFrame, bool, list[str]]]:
+    """(label, persons, new_town, arms) for the whole population, each town and/or a new town.
+
+    A town's curves are for the arms it ran (`query.arms_by_town`); a new town runs every arm.
+    With `by`, a new town that cannot be predicted (`query.new_town_problem`) has no arms and a
+    label `note` saying why; asked for directly, it is an error.
+    """
+    if by not in (None, "municipality"):
+        raise SpecError(f"query: --by {by!r} is not supported for outflow curves (expected municipality)")
+    persons = population(fit)
+    if by is None and municipality is None:
+        return [({}, persons, False, _arms(fit))]
+    towns = sorted(pd.unique(persons["municipality"])) + [NEW_MUNICIPALITY] if by == "municipality" else [municipality]
+    ran = arms_by_town(fit)
+    groups = []
+    for town in towns:
+        if is_new_town(town):
+            problem = new_town_problem(fit)
+            if problem and by == "municipality":
+                groups.append(({"municipality": NEW_MUNICIPALITY, "note": problem}, persons, True, []))
+                continue
+            if problem:
+                raise SpecError(f"query: {problem}")
+            groups.append(({"municipality": NEW_MUNICIPALITY}, persons, True, _arms(fit)))
+        elif town in set(persons["municipality"]):
+            groups.append(({"municipality": town}, persons[persons["municipality"] == town], False, ran[str(town)]))
+        else:
+            raise SpecError(f"query: municipality {town!r} is not in this fit (expected one of: "
+                            f"{', '.join(sorted(pd.unique(persons['municipality'])))}, or 'new')")
+    return groups
+
+
+def new_town_note(fit: Fit, by: str | None) -> str:
+    """'' or why answers `by` municipality have no new-town answers (e.g. a fit with one town)."""
+    return (new_town_problem(fit) or "") if by == "municipality" else ""
+
+
+GroupCurves = list[tuple[dict, dict[str, np.ndarray]]]
+
+
+def outflow_curves(fit: Fit, *, by: str | None = None, municipality: str | None = None) -> GroupCurves:
+    """(label, curves per arm) for the whole population, or each town and a new town with `by`.
+
+    A town has curves for the arms it ran. A new town that cannot be predicted (one town in the
+    data) has none, and its label carries a `note` saying why. Computed once, they can be handed
+    to `cumulative_incidence`, `contrasts_at`, `median_time` and `contrast_hypothesis`.
+    """
+    return [(label, curve_draws(fit, persons, new_town=new_town, arms=arms) if arms else {})
+            for label, persons, new_town, arms in _groups(fit, by, municipality)]
+
+
+def _month_index(fit: Fit, wanted: list[int] | None) -> list[int]:
+    available = month_grid(fit)
+    if wanted is None:
+        return list(range(len(available)))
+    missing = [m for m in wanted if m not in available]
+    if missing:
+        raise SpecError(f"query: month {missing[0]} is not in this fit; it has months {available[0]} to "
+                        f"{available[-1]}" + (f" in steps of {available[1] - available[0]}" if len(available) > 1
+                                               and available[1] - available[0] > 1 else ""))
+    return [available.index(m) for m in wanted]
+
+
+def _interval_columns(draws: np.ndarray, interval: float) -> dict[str, float]:
+    summary = summarise_draws(draws, interval)
+    return {k: summary[k] for k in ("mean", "median", "lower", "upper")}
+
+
+def cumulative_incidence(fit: Fit, months: list[int] | None = None, *, by: str | None = None,
+                         municipality: str | None = None, interval: float = DEFAULT_INTERVAL,
+                         curves: GroupCurves | None = None) -> pd.DataFrame:
+    """Percentage who left for work by each month (all months if None), per arm, with an interval.
+
+    `by="municipality"` gives each town (its own persons and fitted effects) and a new town
+    (town and consultant effects drawn from the fitted distributions); `municipality` one of them.
+    """
+    index = _month_index(fit, months)
+    grid = month_grid(fit)
+    rows = []
+    for label, by_arm in curves or outflow_curves(fit, by=by, municipality=municipality):
+        for arm, draws in by_arm.items():
+            for i in index:
+                rows.append({**label, "arm": arm, "month": grid[i], "unit": "%",
+                             **_interval_columns(100 * draws[:, i], interval)})
+    return pd.DataFrame(rows)
+
+
+def contrasts_at(fit: Fit, months: list[int] = (12, 16, 24), *, by: str | None = None,
+                 municipality: str | None = None, interval: float = DEFAULT_INTERVAL,
+                 curves: GroupCurves | None = None) -> pd.DataFrame:
+    """Each arm against control in percentage points who left for work by each of `months`, with P(> 0).
+
+    Per town, only the arms that town ran, and none where it ran no control arm.
+    """
+    index = _month_index(fit, list(months))
+    grid = month_grid(fit)
+    control = fit.spec.control_arm
+    rows = []
+    for label, by_arm in curves or outflow_curves(fit, by=by, municipality=municipality):
+        for arm in [a for a in by_arm if a != control and control in by_arm]:
+            for i in index:
+                rows.append({**label, "contrast": f"{arm} - {control}", "month": grid[i], "unit": "pp",
+                             **summarise_draws(100 * (by_arm[arm][:, i] - by_arm[control][:, i]), interval)})
+    return pd.DataFrame(rows)
+
+
+def time_to_share(curve: np.ndarray, grid_months: list[int], share: float) -> np.ndarray:
+    """Per draw, the month by which `share` have left (linear between months; inf if not reached)."""
+    start = [0] + list(grid_months[:-1])
+    previous = np.concatenate([np.zeros((curve.shape[0], 1)), curve[:, :-1]], axis=1)
+    reached = curve >= share
+    first = np.where(reached.any(axis=1), reached.argmax(axis=1), -1)
+    rows = np.arange(curve.shape[0])
+    lo, hi = previous[rows, first], curve[rows, first]
+    step = np.asarray(grid_months)[first] - np.asarray(start)[first]
+    month = np.asarray(start)[first] + step * (share - lo) / np.where(hi > lo, hi - lo, 1)
+    return np.where(first >= 0, month, np.inf)
+
+
+def median_time(fit: Fit, *, share: float = 0.5, by: str | None = None, municipality: str | None = None,
+                interval: float = DEFAULT_INTERVAL, curves: GroupCurves | None = None) -> pd.DataFrame:
+    """Months until half (or `share`) of the population left for work, per arm, where it is reached.
+
+    `p_reached` is the posterior probability that the share is reached within follow-up; the
+    median and interval are `inf` where (that quantile of) the posterior lies beyond the last
+    month followed.
+    """
+    if not 0 < share < 1:
+        raise SpecError(f"query: share must be between 0 and 1, got {share!r}")
+    grid = month_grid(fit)
+    tail = (1 - interval) / 2
+    rows = []
+    for label, by_arm in curves or outflow_curves(fit, by=by, municipality=municipality):
+        for arm, draws in by_arm.items():
+            times = time_to_share(draws, grid, share)
+            lower, median, upper = np.quantile(times, [tail, 0.5, 1 - tail], method="inverted_cdf")
+            rows.append({**label, "arm": arm, "share": share, "p_reached": float(np.mean(np.isfinite(times))),
+                         "median": float(median), "lower": float(lower), "upper": float(upper),
+                         "last_month": grid[-1]})
+    return pd.DataFrame(rows)
+
+
+def _months_text(value: float, last: int) -> str:
+    return f"> {last}" if np.isinf(value) else f"{value:.1f}"
+
+
+def format_outflow(fit: Fit, months: list[int] = (12, 16, 24), *, by: str | None = None,
+                   municipality: str | None = None, interval: float = DEFAULT_INTERVAL) -> str:
+    """Plain text for the terminal: % left for work by `months` per arm, contrasts with P(> 0), time to half."""
+    curves = outflow_curves(fit, by=by, municipality=municipality)
+    place = ["municipality"] if by or municipality else []
+    pct = f"{interval:.0%}"
+    incidence = cumulative_incidence(fit, list(months), interval=interval, curves=curves)
+    incidence["left for work"] = incidence["mean"].map(lambda v: f"{v:.1f}%")
+    incidence[f"{pct} interval"] = [f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(incidence["lower"], incidence["upper"])]
+    contrasts = contrasts_at(fit, list(months), interval=interval, curves=curves)
+    contrasts["difference"] = contrasts["mean"].map(lambda v: f"{v:+.1f} pp")
+    contrasts[f"{pct} interval"] = [f"[{lo:+.1f}, {hi:+.1f}]" for lo, hi in zip(contrasts["lower"], contrasts["upper"])]
+    contrasts["P(>0)"] = contrasts["p_gt_0"].map(lambda v: f"{v:.3f}")
+    half = median_time(fit, interval=interval, curves=curves)
+    last = month_grid(fit)[-1]
+    half["P(reached)"] = half["p_reached"].map(lambda v: f"{v:.3f}")
+    half["months"] = half["median"].map(lambda v: _months_text(v, last))
+    half[f"{pct} interval"] = [f"[{_months_text(lo, last)}, {_months_text(hi, last)}]"
+                               for lo, hi in zip(half["lower"], half["upper"])]
+    notes = [note for note in [new_town_note(fit, by)] if note]
+    if by or municipality:
+        notes.append("per town: only the arms that town ran")
+    return "\n\n".join([
+        *[f"note: {note}" for note in notes],
+        f"Left for paid work by month (g-computation over the observed population, {pct} intervals):",
+        incidence[[*place, "arm", "month", "left for work", f"{pct} interval"]].to_string(index=False),
+        "Difference from control:",
+        contrasts[[*place, "contrast", "month", "difference", f"{pct} interval", "P(>0)"]].to_string(index=False),
+        f"Months until half have left for work (> {last}: not within follow-up):",
+        half[[*place, "arm", "P(reached)", "months", f"{pct} interval"]].to_string(index=False),
+    ])
+
+
+# ---------------------------------------------------------------------------------------------
+# Observed curves and figures
+# ---------------------------------------------------------------------------------------------
+
+
+def observed_curves(data: Fit | pd.DataFrame, *, by: str | None = None, control_arm: str = "control",
+                    min_cell: int = MIN_CELL) -> pd.DataFrame:
+    """Kaplan-Meier style percentage who left for work by each month, per arm (and town with `by`).
+
+    `data` is a register table (one row per person) or a hazard fit (its counts at risk). A
+    curve stops before the first month with fewer than `min_cell` persons at risk.
+    """
+    group = ([by] if by else []) + ["arm"]
+    if isinstance(data, Fit):
+        month_grid(data)
+        cells, events = data.data, data.spec.outcome
+    else:
+        persons = _register_persons(data, "observed curves", control_arm)
+        persons["arm"] = pd.Categorical(persons["arm"], categories=arm_levels(persons["arm"], control_arm), ordered=True)
+        cells, events = person_months(persons, group), "outflow_work"
+    counts = (cells.groupby([*group, "month"], observed=True, sort=True)[[events, TRIALS]].sum()
+              .reset_index().rename(columns={events: "events", TRIALS: "at_risk"}))
+    keys = [counts[c] for c in group]
+    counts["cumulative"] = 100 * (1 - (1 - counts["events"] / counts["at_risk"]).groupby(keys, observed=True).cumprod())
+    shown = (counts["at_risk"] >= min_cell).astype(int).groupby(keys, observed=True).cummin().astype(bool)
+    return counts.loc[shown, [*group, "month", "at_risk", "cumulative"]].reset_index(drop=True)
+
+
+def plot_cumulative_incidence(fit: Fit, *, interval: float = DEFAULT_INTERVAL, min_cell: int = MIN_CELL):
+    """Posterior curves with bands per arm, against the observed Kaplan-Meier style steps."""
+    curves = cumulative_incidence(fit, interval=interval)
+    observed = observed_curves(fit, min_cell=min_cell)
+    colours = arm_colours(_arms(fit))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for arm, curve in curves.groupby("arm", sort=False):
+        month = np.concatenate([[0], curve["month"]])
+        ax.fill_between(month, np.concatenate([[0], curve["lower"]]), np.concatenate([[0], curve["upper"]]),
+                        color=colours[arm], alpha=0.2, lw=0)
+        ax.plot(month, np.concatenate([[0], curve["mean"]]), color=colours[arm], label=f"{arm} (model)")
+        steps = observed[observed["arm"] == arm]
+        ax.step(np.concatenate([[0], steps["month"]]), np.concatenate([[0], steps["cumulative"]]), where="post",
+                color=colours[arm], lw=1, ls="--", label=f"{arm} (observed)")
+    ax.set_xlabel("months since start")
+    ax.set_ylabel("left for paid work (%)")
+    ax.set_title(f"{fit.spec.name}: cumulative outflow by arm, {interval:.0%} interval")
+    ax.set_xlim(0, curves["month"].max())
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", fontsize=8, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_outflow_contrast(fit: Fit, *, interval: float = DEFAULT_INTERVAL):
+    """Each arm against control over the months, in percentage points, with its band."""
+    table = contrasts_at(fit, month_grid(fit), interval=interval)
+    colours = arm_colours(_arms(fit))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for contrast, rows in table.groupby("contrast", sort=False):
+        arm = contrast.split(" - ")[0]
+        ax.fill_between(rows["month"], rows["lower"], rows["upper"], color=colours[arm], alpha=0.2, lw=0)
+        ax.plot(rows["month"], rows["mean"], color=colours[arm], label=contrast)
+    ax.axhline(0, color="black", lw=0.8, ls="--")
+    ax.set_xlabel("months since start")
+    ax.set_ylabel("difference in % left for paid work (pp)")
+    ax.set_title(f"{fit.spec.name}: difference from {fit.spec.control_arm} over time, {interval:.0%} interval")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def contrast_hypothesis(fit: Fit, expression: str, months: list[int] = (12, 16, 24), *, by: str | None = None,
+                        municipality: str | None = None, interval: float = DEFAULT_INTERVAL,
+                        curves: GroupCurves | None = None) -> pd.DataFrame:
+    """`query.hypothesis` for outflow curves: e.g. "intensive - control > 2pp" by each of `months`.
+
+    Thresholds are in percentage points (2pp, 2%) or probabilities (0.02). Per town (`by` or
+    `municipality`) there are answers only for arms the town ran: with `by` a town lacking an arm
+    of the hypothesis has rows with empty (NaN) estimates and a `note`; asked for directly, it is an
+    error. Per-town tables have a `note` column.
+    """
+    from bayes_trial.estimands.query import COMPARISONS, missing_arms_note, parse_hypothesis
+
+    parsed = parse_hypothesis(expression, _arms(fit), "pp")
+    wanted = [arm for arm, weight in parsed.weights.items() if weight != 0]
+    index = _month_index(fit, list(months))
+    grid = month_grid(fit)
+    holds = COMPARISONS[parsed.compare]
+    groups = curves or outflow_curves(fit, by=by, municipality=municipality)
+    rows = []
+    for label, by_arm in groups:
+        note = label.get("note") or (missing_arms_note(str(label["municipality"]), list(by_arm), wanted)
+                                     if "municipality" in label else "")
+        if note and len(groups) == 1:
+            raise SpecError(f"query {expression!r}: {note}; per-town answers exist only for arms a town ran")
+        for i in index:
+            row = {**label, **({"note": note} if "municipality" in label else {}), "hypothesis": parsed.text,
+                   "month": grid[i], "unit": "pp", "mean": np.nan, "lower": np.nan, "upper": np.nan,
+                   "interval": f"{interval:.0%} ETI", "p_hypothesis": np.nan}
+            if not note:
+                draws = sum(weight * by_arm[arm][:, i] for arm, weight in parsed.weights.items())
+                summary = summarise_draws(100 * draws, interval)
+                row.update(mean=summary["mean"], lower=summary["lower"], upper=summary["upper"],
+                           p_hypothesis=float(np.mean(holds(draws, parsed.threshold))))
+            rows.append(row)
+    return pd.DataFrame(rows)

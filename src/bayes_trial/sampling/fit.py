@@ -1,0 +1,352 @@
+"""Sampling, storing and loading fits.
+
+A stored fit is one netCDF InferenceData file: posterior, sample_stats, observed_data,
+log_likelihood, and the model-ready data in `constant_data`; the posterior group's attributes carry
+the full spec, a hash of the data, package versions and the sampler settings. `load` gives back a
+`Fit` that can be queried or refitted without the original spec or data files.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayes_trial.modelling import frames as model_mod
+from bayes_trial.data.contract import data_hash
+from bayes_trial.core.errors import FitFileError, SpecError
+from bayes_trial.modelling.spec import ModelSpec, Prior, spec_from_json
+
+ATTR = "bayes_trial"
+# pip-installed PyTensor warns on every import that it found no optimised BLAS; it is noise for users.
+logging.getLogger("pytensor.tensor.blas").setLevel(logging.ERROR)
+PACKAGES = ("bayes-trial", "pymc", "pytensor", "bambi", "arviz", "nutpie", "numpy", "pandas", "xarray")
+
+
+@dataclass
+class Fit:
+    """A fitted model: spec, model-ready data and the InferenceData."""
+
+    spec: ModelSpec
+    prepared: model_mod.PreparedData
+    idata: az.InferenceData
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def model(self):
+        """The Bambi model, rebuilt from the stored spec and data (no sampling)."""
+        return model_mod.build(self.spec, self.prepared)
+
+    @cached_property
+    def mean_model(self):
+        """The Bambi model that `expected_response` predicts with.
+
+        For a Gaussian model whose participant intercepts the fast path integrated out, the model
+        of the other terms: Bambi builds `(1|participant_id)` from dense rows x persons and
+        persons x persons matrices (47 GiB for 80,000 persons), and the intercepts' draws are in
+        the posterior anyway. Otherwise the full model.
+        """
+        from bayes_trial.sampling.fastpaths import PARTICIPANT_TERM, build_other_terms, can_marginalise
+
+        if can_marginalise(self.prepared) and PARTICIPANT_TERM in self.idata.posterior:
+            return build_other_terms(self.spec, self.prepared).model
+        return self.model
+
+    @property
+    def data(self) -> pd.DataFrame:
+        return self.prepared.data
+
+
+def expected_response(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, *,
+                      random_seed: int | None = None) -> xr.DataArray:
+    """Posterior draws of the likelihood's parent parameter (the mean, or category probabilities) per row.
+
+    Parameters
+    ----------
+    fit
+        The fit whose model predicts.
+    idata
+        Its posterior, or a changed copy (e.g. `query.new_town_posterior`).
+    data
+        Rows to predict, in the columns of ``fit.data``; on the fast Gaussian path their
+        participants must be the fit's own.
+    random_seed
+        Passed to Bambi's `predict`.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims chain, draw, ``__obs__`` (and a category dim for ordinal models).
+    """
+    from bayes_trial.sampling.fastpaths import PARTICIPANT, PARTICIPANT_DIM, PARTICIPANT_TERM
+
+    model = fit.mean_model
+    parent = model.family.likelihood.parent
+    # A row's prediction depends only on the columns its formula names, and counterfactual copies of
+    # thousands of persons share a few hundred such patterns: predicting each pattern once keeps
+    # Bambi's group-effect products (rows x levels x draws) small.
+    used = [c for c in model_mod.formula_columns(model.nested_formula) if c in data.columns]
+    pattern = data.groupby(used, sort=False, observed=True, dropna=False).ngroup().to_numpy() if used else (
+        np.zeros(len(data), dtype=int))
+    _, first, row_pattern = np.unique(pattern, return_index=True, return_inverse=True)
+    patterns = data.iloc[first].reset_index(drop=True)
+    predicted = model.predict(idata, kind="response_params", data=patterns, inplace=False, random_seed=random_seed)
+    values = predicted.posterior[parent].isel(__obs__=xr.DataArray(row_pattern, dims="__obs__"))
+    values = values.assign_coords(__obs__=np.arange(len(data)))
+    if PARTICIPANT_TERM in idata.posterior and PARTICIPANT_TERM not in model.components[parent].terms:
+        persons = xr.DataArray(data[PARTICIPANT].astype(str).to_numpy(), dims="__obs__")
+        intercepts = idata.posterior[PARTICIPANT_TERM].sel({PARTICIPANT_DIM: persons}).drop_vars(PARTICIPANT_DIM)
+        values = values + intercepts.assign_coords(__obs__=values["__obs__"])
+    return values
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _say(progress: bool, message: str) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def stored_variables(pymc_model) -> list[str]:
+    """Parameters worth storing: free and deterministic variables without an observation dimension.
+
+    Row-sized deterministics (Bambi's `mu`, a cumulative model's category probabilities `p`) are
+    recomputed by `predict` when needed; storing them costs memory and, for cumulative models, makes
+    nutpie reject the category dimension that `p` shares with the thresholds.
+    """
+    dims = pymc_model.named_vars_to_dims
+    return [var.name for var in [*pymc_model.free_RVs, *pymc_model.deterministics]
+            if "__obs__" not in dims.get(var.name, ())]
+
+
+def _run_sampler(bmb_model, prepared: model_mod.PreparedData, settings: dict[str, Any], progress: bool) -> az.InferenceData:
+    if settings["sampler"] == "nutpie":
+        # Participant intercepts integrated out where the model allows, compiled models cached.
+        from bayes_trial.sampling.fastpaths import sample_nutpie
+
+        return sample_nutpie(bmb_model, prepared, settings, progress=progress, marginalise=settings.get("fast", True),
+                             for_storage=True)
+    import pymc as pm
+
+    pymc_model = bmb_model.backend.model
+
+    with pymc_model:
+        return pm.sample(
+            draws=settings["draws"], tune=settings["tune"], chains=settings["chains"], var_names=stored_variables(pymc_model),
+            random_seed=settings["seed"], target_accept=settings["target_accept"],
+            progressbar=progress, compute_convergence_checks=False, cores=min(settings["chains"], os.cpu_count() or 1),
+        )
+
+
+def _tidy(idata: az.InferenceData, bmb_model, prepared: model_mod.PreparedData) -> az.InferenceData:
+    """Keep what a reader needs: parameters on their natural scale, observed data, log-likelihood."""
+    import pymc as pm
+
+    from bayes_trial.sampling.fastpaths import OtherTerms
+
+    pymc_model = (bmb_model.model if isinstance(bmb_model, OtherTerms) else bmb_model).backend.model
+    for group in [g for g in idata.groups() if g.startswith("warmup")]:
+        delattr(idata, group)
+    if "log_likelihood" not in idata.groups():  # the fast path brings its own
+        pm.compute_log_likelihood(idata, model=pymc_model, extend_inferencedata=True, progressbar=False)
+    drop = [name for name, values in idata.posterior.data_vars.items()
+            if name.endswith(("_offset", "__")) or "__obs__" in values.dims]
+    posterior = idata.posterior.drop_vars(drop)
+    observed = {rv.name: pymc_model.rvs_to_values[rv] for rv in pymc_model.observed_RVs}
+    obs_data = xr.Dataset(
+        {name: (("__obs__",), np.asarray(value.data if hasattr(value, "data") else value.eval()).reshape(len(prepared.data), -1)[:, 0])
+         for name, value in observed.items()}
+    )
+    log_lik = idata.log_likelihood.rename({d: "__obs__" for d in idata.log_likelihood.dims if d not in ("chain", "draw")})
+    return az.InferenceData(
+        posterior=posterior, sample_stats=idata.sample_stats, log_likelihood=log_lik,
+        observed_data=obs_data, constant_data=_data_to_dataset(prepared.data),
+    )
+
+
+def _data_to_dataset(frame: pd.DataFrame) -> xr.Dataset:
+    columns = {}
+    for col in frame.columns:
+        values = frame[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            values = values.astype(values.cat.categories.dtype if values.cat.categories.dtype != object else object)
+        if values.dtype == object or pd.api.types.is_string_dtype(values):
+            values = values.astype(str).to_numpy(dtype=object)
+        columns[col] = (("__obs__",), np.asarray(values))
+    return xr.Dataset(columns)
+
+
+def _levels(frame: pd.DataFrame) -> dict[str, list]:
+    return {
+        col: [v.item() if hasattr(v, "item") else v for v in frame[col].cat.categories]
+        for col in frame.columns
+        if isinstance(frame[col].dtype, pd.CategoricalDtype)
+    }
+
+
+def sample(spec: ModelSpec, frame: pd.DataFrame, *, progress: bool = True, **sampler_settings: Any) -> Fit:
+    """Fit `spec` to a validated survey or register table; sampler settings override the spec's."""
+    spec = spec.with_sampler(**sampler_settings)
+    prepared = model_mod.prepare(spec, frame)
+    return sample_prepared(spec, prepared, data_hash=data_hash(frame), progress=progress)
+
+
+def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_hash: str, progress: bool = True) -> Fit:
+    from bayes_trial.sampling.fastpaths import OtherTerms
+
+    for note in prepared.notes:
+        _say(progress, f"note: {note}")
+    settings = spec.sampler
+    bmb_model = _model_to_sample(spec, prepared, settings)
+    _say(progress, f"Sampling {spec.name} ({prepared.formula}, {prepared.family}) with {settings['sampler']}: "
+                   f"{settings['chains']} chains x {settings['tune']} tune + {settings['draws']} draws, seed {settings['seed']}")
+    started = time.perf_counter()
+    raw = _run_sampler(bmb_model, prepared, settings, progress)
+    elapsed = time.perf_counter() - started
+    _say(progress, f"  done in {elapsed:.1f} s")
+    idata = _tidy(raw, bmb_model, prepared)
+    info = {
+        "spec": spec.to_json(),
+        "data_hash": data_hash,
+        "formula_used": prepared.formula,
+        "family_used": prepared.family,
+        "response": prepared.response,
+        "aggregated": int(prepared.aggregated),
+        "notes": json.dumps(list(prepared.notes)),
+        "dropped_factors": json.dumps(list(prepared.dropped_factors)),
+        "missing_outcomes": json.dumps([list(row) for row in prepared.missing]),
+        "levels": json.dumps(_levels(prepared.data)),
+        "sampler": json.dumps(settings, sort_keys=True),
+        "versions": json.dumps(package_versions(), sort_keys=True),
+        "sampling_seconds": round(elapsed, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    idata.posterior.attrs.update({f"{ATTR}_{k}": v for k, v in info.items()})
+    fit = Fit(spec, prepared, idata, info)
+    if not isinstance(bmb_model, OtherTerms):  # else `Fit.model` builds the full model when a query needs it
+        fit.__dict__["model"] = bmb_model
+    return fit
+
+
+def _model_to_sample(spec: ModelSpec, prepared: model_mod.PreparedData, settings: dict[str, Any]):
+    """The built Bambi model, or for the fast Gaussian participant-intercept path only its other terms.
+
+    Bambi builds `(1|participant_id)` from dense rows x persons and persons x persons matrices (47 GiB
+    for 80,000 persons), so that path never builds the full model.
+    """
+    from bayes_trial.sampling.fastpaths import build_other_terms, can_marginalise
+
+    if settings["sampler"] == "nutpie" and settings.get("fast", True) and can_marginalise(prepared):
+        return build_other_terms(spec, prepared)
+    return model_mod.build(spec, prepared)
+
+
+def refit(fit: Fit, *, priors: dict[str, Prior] | None = None, progress: bool = True, **sampler_settings: Any) -> Fit:
+    """The same model and data with new priors and/or sampler settings."""
+    spec = fit.spec.with_priors(priors or {}).with_sampler(**sampler_settings)
+    return sample_prepared(spec, fit.prepared, data_hash=fit.info["data_hash"], progress=progress)
+
+
+def save(fit: Fit, path: str | os.PathLike) -> Path:
+    """Write the fit as netCDF atomically: a crash never leaves a half-written file at `path`.
+
+    The fit is written to a hidden `.NAME.PID.*.tmp` beside `path` and renamed over `path` only
+    when complete. A save that is killed mid-write leaves its temporary file behind; the next save
+    to the same path removes those whose writing process is gone.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_temp_files(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fit.idata.to_netcdf(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _remove_abandoned_temp_files(path: Path) -> None:
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _process_running(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_running(pid: int) -> bool:
+    if os.name != "posix":  # signal 0 is only a liveness probe on POSIX: keep the file
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def load(path: str | os.PathLike) -> Fit:
+    """A stored fit, ready to query or refit."""
+    path = Path(path)
+    if not path.exists():
+        raise FitFileError(f"{path}: no such fit file")
+    try:
+        # Eager: damaged data chunks fail here rather than in a later query, and the file is not
+        # held open while a new fit is saved over it.
+        with az.rc_context({"data.load": "eager"}):
+            idata = az.from_netcdf(path)
+    except Exception as exc:  # netCDF/HDF5 raise many types for truncated or foreign files
+        raise FitFileError(f"{path}: not a readable fit file (truncated or not netCDF: {exc.__class__.__name__})") from None
+    attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
+    if f"{ATTR}_spec" not in attrs or "constant_data" not in idata.groups():
+        raise FitFileError(f"{path}: a netCDF file, but not a bayes-trial fit (no stored spec)")
+    info = {k[len(ATTR) + 1:]: v for k, v in attrs.items() if k.startswith(f"{ATTR}_")}
+    try:
+        spec = spec_from_json(info["spec"])
+        frame = idata.constant_data.to_dataframe().reset_index(drop=True)
+        levels = json.loads(info["levels"])
+        for col in frame.columns:
+            if col in levels:
+                frame[col] = pd.Categorical(frame[col], categories=levels[col], ordered=True)
+            elif frame[col].dtype == object or pd.api.types.is_string_dtype(frame[col]):
+                frame[col] = frame[col].astype(str).astype(object)
+        prepared = model_mod.PreparedData(
+            data=frame, formula=info["formula_used"], family=info["family_used"], response=info["response"],
+            aggregated=bool(int(info["aggregated"])), notes=tuple(json.loads(info["notes"])),
+            dropped_factors=tuple(json.loads(info["dropped_factors"])),
+            # Fits stored before missing outcomes were counted have no such record.
+            missing=tuple(tuple(row) for row in json.loads(info.get("missing_outcomes", "[]"))),
+        )
+    except KeyError as exc:
+        raise FitFileError(f"{path}: bayes-trial fit without its stored {exc.args[0]!r} (damaged, or written by another version)") from None
+    except (ValueError, TypeError, SpecError) as exc:  # JSONDecodeError is a ValueError
+        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise FitFileError(f"{path}: bayes-trial fit with damaged metadata ({reason})") from None
+    return Fit(spec, prepared, idata, info)

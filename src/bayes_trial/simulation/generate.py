@@ -1,0 +1,792 @@
+"""Simulate multi-site randomised social-assistance trials with known true parameters.
+
+A *design* (TOML, see ``data/designs/README.md``) fixes the towns, arms, sizes, consultants,
+response rates and the true parameters of every outcome. :func:`simulate` draws one data set
+from it: a long-format ``survey`` frame (one row per participant and responded wave), a
+``register`` frame (one row per randomised participant) and a ``truth`` dict with every true
+parameter, keyed as the model-recovery checks expect.
+
+The data-generating process mirrors the model formulas term by term:
+
+* outflow  ``outflow_work ~ arm + (arm|municipality) + (1|municipality:consultant_id)``, logit;
+* score    ``y ~ arm*wave + (1|participant_id) + (1|municipality:consultant_id)
+             + (arm|municipality) + (1|municipality:wave)``, gaussian (rounded, clipped);
+* ordinal  ``y ~ arm*wave + (1|participant_id) + (1|municipality:consultant_id)``, cumulative logit;
+* count    ``y ~ arm*wave + (1|participant_id) + (1|municipality:consultant_id)``,
+           negative binomial (PyMC ``NegativeBinomial(mu, alpha)``), log link.
+
+``age`` and ``stock`` are covariates in the data only: they do not enter any linear predictor
+(only the timing of outflow within the follow-up depends on ``stock``).
+
+With an ``[outflow.hazard]`` table instead of ``outflow.probability``, outflow comes from a
+discrete-time hazard with non-informative censoring at ``months_followed``: logit h(m) = logit of
+the falling ``timing`` hazard (stock or inflow) + an arm effect that changes linearly from the
+first to the last month of follow-up + town, town-by-arm and consultant effects. The truth then
+holds each arm's cumulative outflow curve, averaged over all simulated persons (their own town,
+consultant and stock), which is what a hazard model's g-computation estimates.
+
+All randomness comes from ``numpy.random.default_rng(seed)`` (and generators spawned from it),
+so the same design and seed give identical frames and truth.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayes_trial.core.errors import SpecError
+from bayes_trial.core.paths import DESIGNS_DIR, resolve_bundled, write_atomic
+
+__all__ = [
+    "Simulation",
+    "load_design",
+    "validate_design",
+    "simulate",
+    "write_simulation",
+    "read_simulation",
+    "bundled_designs",
+    "SURVEY_ID_COLUMNS",
+    "REGISTER_COLUMNS",
+]
+
+SCALES = ("score", "ordinal", "count")
+SURVEY_ID_COLUMNS = ("participant_id", "municipality", "arm", "consultant_id", "wave")
+COVARIATE_COLUMNS = ("age", "stock")
+REGISTER_COLUMNS = (
+    "participant_id",
+    "municipality",
+    "arm",
+    "consultant_id",
+    "outflow_work",
+    "months_to_outflow",
+    "months_followed",
+    "age",
+    "stock",
+)
+_RESERVED = set(SURVEY_ID_COLUMNS) | set(COVARIATE_COLUMNS) | set(REGISTER_COLUMNS)
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_STR_COLUMNS = ("participant_id", "municipality", "arm", "consultant_id")
+
+NB_PARAMETERISATION = (
+    "PyMC NegativeBinomial(mu, alpha): log(mu) = linear predictor, "
+    "mean mu, variance mu + mu**2 / alpha"
+)
+ORDINAL_PARAMETERISATION = (
+    "cumulative logit (PyMC OrderedLogistic / Bambi 'cumulative'): "
+    "P(y <= lower + k) = logistic(cutpoints[k] - eta), eta = linear predictor without intercept"
+)
+
+_DEFAULT_COVARIATES = {"stock_share": 0.5, "age_mean": 41.0, "age_sd": 11.0, "age_min": 18, "age_max": 66}
+_DEFAULT_FOLLOW_UP = {"stock_months": 24, "inflow_months_min": 15, "inflow_months_max": 24}
+_DEFAULT_TIMING = {"stock_hazard": 0.02, "stock_decay": 0.99, "inflow_hazard": 0.05, "inflow_decay": 0.96}
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+class _Checker:
+    """Validation helpers that raise one-line SpecErrors naming the source and the key."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, expected: str, value: Any = None, *, show_value: bool = True) -> None:
+        got = f", got {value!r}" if show_value else ""
+        raise SpecError(f"{self.source}: key '{key}': expected {expected}{got}")
+
+    def table(self, value: Any, key: str, allowed: set[str] | list[str], required: tuple[str, ...] = ()) -> dict:
+        if not isinstance(value, dict):
+            self.fail(key or "<top level>", "a table", value)
+        for k in value:
+            if k not in allowed:
+                where = f"{key}.{k}" if key else str(k)
+                raise SpecError(
+                    f"{self.source}: key '{where}': unknown key (allowed here: {', '.join(sorted(allowed))})"
+                )
+        for k in required:
+            if k not in value:
+                where = f"{key}.{k}" if key else k
+                raise SpecError(f"{self.source}: key '{where}': missing (required)")
+        return value
+
+    def string(self, value: Any, key: str, *, identifier: bool = False) -> str:
+        if not isinstance(value, str) or not value.strip():
+            self.fail(key, "a non-empty string", value)
+        if identifier and not _NAME_RE.match(value):
+            self.fail(key, "a name of letters, digits and '_' starting with a letter", value)
+        return value
+
+    def number(self, value: Any, key: str, *, lo: float | None = None, hi: float | None = None,
+               lo_open: bool = False, hi_open: bool = False, what: str | None = None) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and lo is not None:
+            ok = value > lo if lo_open else value >= lo
+        if ok and hi is not None:
+            ok = value < hi if hi_open else value <= hi
+        if not ok:
+            if what is None:
+                parts = []
+                if lo is not None:
+                    parts.append(f"{'>' if lo_open else '>='} {lo}")
+                if hi is not None:
+                    parts.append(f"{'<' if hi_open else '<='} {hi}")
+                what = "a number" + (" " + " and ".join(parts) if parts else "")
+            self.fail(key, what, value)
+        return float(value)
+
+    def integer(self, value: Any, key: str, *, lo: int | None = None, what: str | None = None) -> int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if ok and lo is not None:
+            ok = value >= lo
+        if not ok:
+            if what is None:
+                what = "an integer" if lo is None else (
+                    "a positive integer" if lo == 1 else f"an integer >= {lo}")
+            self.fail(key, what, value)
+        return int(value)
+
+    def rate(self, value: Any, key: str) -> float:
+        return self.number(value, key, lo=0.0, hi=1.0, what="a rate between 0 and 1")
+
+    def sd(self, value: Any, key: str) -> float:
+        return self.number(value, key, lo=0.0, what="a standard deviation >= 0")
+
+    def num_list(self, value: Any, key: str, length: int, *, item=None,
+                 per: str = "one per wave after baseline") -> list[float]:
+        if not isinstance(value, list) or len(value) != length:
+            self.fail(key, f"a list of {length} number(s) ({per})", value)
+        item = item or (lambda v, k: self.number(v, k))
+        return [item(v, f"{key}[{i}]") for i, v in enumerate(value)]
+
+
+def validate_design(design: dict, source: str | None = None, default_name: str | None = None) -> dict:
+    """Check a design dict (raw TOML content or an already normalised design) and fill defaults.
+
+    Returns a new, normalised dict with every key present (same layout as the TOML file), the
+    control arm first in ``arms``. Idempotent: validating a normalised design returns an equal dict.
+    Raises :class:`SpecError` naming ``source``, the offending key and what was expected.
+    """
+    if source is None:
+        name_hint = design.get("name") if isinstance(design, dict) else None
+        source = f"design {name_hint!r}" if name_hint else "design"
+    c = _Checker(source)
+    top_keys = {"name", "description", "control_arm", "arms", "waves", "covariates", "follow_up",
+                "towns", "response", "outflow", "outcomes"}
+    c.table(design, "", top_keys, required=("arms", "towns", "outflow"))
+    out: dict[str, Any] = {}
+
+    if "name" in design:
+        out["name"] = c.string(design["name"], "name")
+    elif default_name:
+        out["name"] = default_name
+    else:
+        raise SpecError(f"{source}: key 'name': missing (required)")
+    desc = design.get("description", "")
+    if not isinstance(desc, str):
+        c.fail("description", "a string", desc)
+    out["description"] = desc
+
+    control = c.string(design.get("control_arm", "control"), "control_arm", identifier=True)
+    arms_raw = design["arms"]
+    if not isinstance(arms_raw, list) or not arms_raw:
+        c.fail("arms", "a non-empty list of arm names", arms_raw)
+    arms = [c.string(a, f"arms[{i}]", identifier=True) for i, a in enumerate(arms_raw)]
+    if len(set(arms)) != len(arms):
+        c.fail("arms", "arm names without duplicates", arms_raw)
+    if control not in arms:
+        c.fail("control_arm", f"one of the arms {arms}", control)
+    arms = [control] + [a for a in arms if a != control]
+    treat = arms[1:]
+    out["control_arm"] = control
+    out["arms"] = arms
+
+    waves = c.integer(design.get("waves", 3), "waves", lo=1, what="a number of survey waves >= 1")
+    out["waves"] = waves
+
+    # covariates -------------------------------------------------------------------------
+    cov = dict(_DEFAULT_COVARIATES)
+    cov.update(c.table(design.get("covariates", {}), "covariates", set(_DEFAULT_COVARIATES)))
+    cov["stock_share"] = c.rate(cov["stock_share"], "covariates.stock_share")
+    cov["age_mean"] = c.number(cov["age_mean"], "covariates.age_mean", lo=0)
+    cov["age_sd"] = c.sd(cov["age_sd"], "covariates.age_sd")
+    cov["age_min"] = c.integer(cov["age_min"], "covariates.age_min", lo=0)
+    cov["age_max"] = c.integer(cov["age_max"], "covariates.age_max", lo=cov["age_min"],
+                               what=f"an integer >= covariates.age_min ({cov['age_min']})")
+    out["covariates"] = cov
+
+    # follow-up --------------------------------------------------------------------------
+    fu = dict(_DEFAULT_FOLLOW_UP)
+    fu.update(c.table(design.get("follow_up", {}), "follow_up", set(_DEFAULT_FOLLOW_UP)))
+    fu["stock_months"] = c.integer(fu["stock_months"], "follow_up.stock_months", lo=1)
+    fu["inflow_months_min"] = c.integer(fu["inflow_months_min"], "follow_up.inflow_months_min", lo=1)
+    fu["inflow_months_max"] = c.integer(
+        fu["inflow_months_max"], "follow_up.inflow_months_max", lo=fu["inflow_months_min"],
+        what=f"an integer >= follow_up.inflow_months_min ({fu['inflow_months_min']})")
+    out["follow_up"] = fu
+
+    # towns ------------------------------------------------------------------------------
+    towns_raw = design["towns"]
+    if not isinstance(towns_raw, list) or not towns_raw:
+        c.fail("towns", "a non-empty list of town tables ([[towns]])", towns_raw)
+    towns = []
+    seen_names: set[str] = set()
+    seen_prefix: set[str] = set()
+    for ti, town in enumerate(towns_raw):
+        key = f"towns[{ti}]"
+        c.table(town, key, {"name", "id_prefix", "participants", "consultants", "shared_consultants"},
+                required=("name", "participants", "consultants"))
+        tname = c.string(town["name"], f"{key}.name")
+        if tname in seen_names:
+            c.fail(f"{key}.name", "a town name not used before", tname)
+        seen_names.add(tname)
+        prefix = town.get("id_prefix") or re.sub(r"[^A-Za-z0-9]", "", tname)
+        prefix = c.string(prefix, f"{key}.id_prefix")
+        if not re.match(r"^[A-Za-z0-9]+$", prefix):
+            c.fail(f"{key}.id_prefix", "letters and digits only", prefix)
+        if prefix in seen_prefix:
+            c.fail(f"{key}.id_prefix", "an id prefix not used by another town (set id_prefix)", prefix)
+        seen_prefix.add(prefix)
+
+        parts_raw = town["participants"]
+        c.table(parts_raw, f"{key}.participants", set(parts_raw) if isinstance(parts_raw, dict) else set())
+        if not parts_raw:
+            c.fail(f"{key}.participants", "a table with at least one arm", parts_raw)
+        for a in parts_raw:
+            if a not in arms:
+                c.fail(f"{key}.participants.{a}", f"an arm listed in 'arms' {arms}", a)
+        participants = {a: c.integer(parts_raw[a], f"{key}.participants.{a}", lo=1,
+                                     what="a positive number of participants (omit the arm to leave it out)")
+                        for a in arms if a in parts_raw}
+
+        cons_raw = town["consultants"]
+        c.table(cons_raw, f"{key}.consultants", set(cons_raw) if isinstance(cons_raw, dict) else set())
+        for a in cons_raw:
+            if a not in participants:
+                c.fail(f"{key}.consultants.{a}",
+                       f"an arm that has participants in this town {list(participants)}", a)
+        for a in participants:
+            if a not in cons_raw:
+                raise SpecError(f"{source}: key '{key}.consultants.{a}': missing (give the number of "
+                                f"consultants for every arm of the town, 0 for no caseworker contact)")
+        consultants = {a: c.integer(cons_raw[a], f"{key}.consultants.{a}", lo=0,
+                                    what="a number of consultants >= 0")
+                       for a in participants}
+        shared = c.integer(town.get("shared_consultants", 0), f"{key}.shared_consultants", lo=0,
+                           what="a number of shared consultants >= 0")
+        with_cons = [a for a in participants if consultants[a] > 0]
+        if shared > 0:
+            if len(with_cons) < 2:
+                c.fail(f"{key}.shared_consultants",
+                       "0 unless at least two arms of the town have consultants", shared)
+            if shared > sum(consultants.values()):
+                c.fail(f"{key}.shared_consultants",
+                       f"at most the town's number of consultants ({sum(consultants.values())})", shared)
+        towns.append({"name": tname, "id_prefix": prefix, "participants": participants,
+                      "consultants": consultants, "shared_consultants": shared})
+    out["towns"] = towns
+    used_arms = {a for t in towns for a in t["participants"]}
+    if control not in used_arms:
+        c.fail("towns", f"at least one town with the control arm '{control}'", None, show_value=False)
+
+    # response ---------------------------------------------------------------------------
+    if "response" in design:
+        resp_raw = c.table(design["response"], "response", set(arms), required=tuple(arms))
+        response = {a: c.num_list(resp_raw[a], f"response.{a}", waves, item=c.rate,
+                                 per="one rate per wave, baseline first") for a in arms}
+    else:
+        response = {a: [1.0] * waves for a in arms}
+    out["response"] = response
+
+    # outflow ----------------------------------------------------------------------------
+    of_raw = c.table(design["outflow"], "outflow",
+                     {"probability", "town_sd", "town_arm_sd", "consultant_sd", "timing", "hazard"},
+                     required=() if "hazard" in design["outflow"] else ("probability",))
+    outflow = {
+        "town_sd": c.sd(of_raw.get("town_sd", 0.0), "outflow.town_sd"),
+        "town_arm_sd": c.sd(of_raw.get("town_arm_sd", 0.0), "outflow.town_arm_sd"),
+        "consultant_sd": c.sd(of_raw.get("consultant_sd", 0.0), "outflow.consultant_sd"),
+    }
+    if "hazard" in of_raw:
+        if "probability" in of_raw:
+            c.fail("outflow.probability", "no probability with outflow.hazard (the hazard sets outflow)",
+                   None, show_value=False)
+        hz = c.table(of_raw["hazard"], "outflow.hazard", {"arm_effects"}, required=("arm_effects",))
+        effects_raw = c.table(hz["arm_effects"], "outflow.hazard.arm_effects", set(treat))
+        outflow["hazard"] = {"arm_effects": {
+            a: c.num_list(effects_raw.get(a, [0.0, 0.0]), f"outflow.hazard.arm_effects.{a}", 2,
+                          per="effects on the logit monthly hazard in the first and last month of follow-up")
+            for a in treat}}
+    else:
+        prob_raw = c.table(of_raw["probability"], "outflow.probability", set(arms), required=tuple(arms))
+        outflow["probability"] = {
+            a: c.number(prob_raw[a], f"outflow.probability.{a}", lo=0, hi=1, lo_open=True, hi_open=True,
+                        what="a probability strictly between 0 and 1")
+            for a in arms}
+    timing = dict(_DEFAULT_TIMING)
+    timing.update(c.table(of_raw.get("timing", {}), "outflow.timing", set(_DEFAULT_TIMING)))
+    for k in ("stock_hazard", "inflow_hazard"):
+        timing[k] = c.number(timing[k], f"outflow.timing.{k}", lo=0, hi=1, lo_open=True,
+                             what="a monthly hazard in (0, 1]")
+    for k in ("stock_decay", "inflow_decay"):
+        timing[k] = c.number(timing[k], f"outflow.timing.{k}", lo=0, hi=1, lo_open=True,
+                             what="a monthly decay factor in (0, 1] (falling hazard)")
+    outflow["timing"] = timing
+    out["outflow"] = outflow
+
+    # outcomes ---------------------------------------------------------------------------
+    outcomes_raw = design.get("outcomes", {})
+    c.table(outcomes_raw, "outcomes", set(outcomes_raw) if isinstance(outcomes_raw, dict) else set())
+    outcomes = {}
+    for oname, spec in outcomes_raw.items():
+        key = f"outcomes.{oname}"
+        if not _NAME_RE.match(oname) or oname in _RESERVED:
+            c.fail(key, "an outcome name of letters, digits and '_' that is not a data column name", oname)
+        outcomes[oname] = _validate_outcome(c, spec, key, control, treat, waves)
+    out["outcomes"] = outcomes
+    return out
+
+
+def _validate_outcome(c: _Checker, spec: Any, key: str, control: str, treat: list[str], waves: int) -> dict:
+    if not isinstance(spec, dict):
+        c.fail(key, "a table", spec)
+    scale = spec.get("scale")
+    if scale not in SCALES:
+        if "scale" not in spec:
+            raise SpecError(f"{c.source}: key '{key}.scale': missing (required: one of {', '.join(SCALES)})")
+        c.fail(f"{key}.scale", f"one of {', '.join(SCALES)}", scale)
+    common = {"scale", "wave_effects", "arm_effects", "baseline_arm_effects", "consultant_sd",
+              "participant_sd", "lower", "upper"}
+    if scale == "score":
+        allowed = common | {"intercept", "town_sd", "town_arm_sd", "town_wave_sd", "residual_sd", "decimals"}
+        required = ("intercept", "residual_sd")
+    elif scale == "ordinal":
+        allowed = common | {"cutpoints"}
+        required = ("cutpoints",)
+    else:
+        allowed = common | {"intercept", "alpha"}
+        required = ("intercept", "alpha")
+    c.table(spec, key, allowed, required=required)
+    n_eff = waves - 1
+    o: dict[str, Any] = {"scale": scale}
+
+    if scale == "score":
+        o["lower"] = c.number(spec.get("lower", 0.0), f"{key}.lower")
+        o["upper"] = c.number(spec.get("upper", 10.0), f"{key}.upper", lo=o["lower"], lo_open=True,
+                              what=f"a number > {key}.lower ({o['lower']})")
+        o["decimals"] = c.integer(spec.get("decimals", 1), f"{key}.decimals", lo=0)
+        o["intercept"] = c.number(spec["intercept"], f"{key}.intercept")
+    elif scale == "ordinal":
+        cuts = spec["cutpoints"]
+        if not isinstance(cuts, list) or not cuts:
+            c.fail(f"{key}.cutpoints", "a non-empty list of increasing numbers", cuts)
+        cuts = [c.number(v, f"{key}.cutpoints[{i}]") for i, v in enumerate(cuts)]
+        if any(b <= a for a, b in zip(cuts, cuts[1:])):
+            c.fail(f"{key}.cutpoints", "strictly increasing numbers", cuts)
+        lower = c.integer(spec.get("lower", 1), f"{key}.lower")
+        upper = spec.get("upper", lower + len(cuts))
+        if upper != lower + len(cuts) or isinstance(upper, bool):
+            c.fail(f"{key}.upper", f"lower + number of cutpoints = {lower + len(cuts)} (or leave it out)", upper)
+        o["lower"], o["upper"] = lower, int(upper)
+        o["cutpoints"] = cuts
+    else:
+        if spec.get("lower", 0) != 0 or isinstance(spec.get("lower", 0), bool):
+            c.fail(f"{key}.lower", "0 for a count (or leave it out)", spec.get("lower"))
+        if spec.get("upper") is not None:
+            c.fail(f"{key}.upper", "no upper bound for a count (leave it out)", spec.get("upper"))
+        o["lower"], o["upper"] = 0, None
+        o["intercept"] = c.number(spec["intercept"], f"{key}.intercept")
+        o["alpha"] = c.number(spec["alpha"], f"{key}.alpha", lo=0, lo_open=True,
+                              what="a dispersion alpha > 0")
+
+    o["wave_effects"] = c.num_list(spec.get("wave_effects", [0.0] * n_eff), f"{key}.wave_effects", n_eff)
+    for sub in ("arm_effects", "baseline_arm_effects"):
+        if isinstance(spec.get(sub), dict) and control in spec[sub]:
+            c.fail(f"{key}.{sub}.{control}",
+                   f"no entry for the control arm (effects are differences from '{control}')", None,
+                   show_value=False)
+    ae_raw = spec.get("arm_effects", {})
+    c.table(ae_raw, f"{key}.arm_effects", set(treat))
+    o["arm_effects"] = {a: c.num_list(ae_raw.get(a, [0.0] * n_eff), f"{key}.arm_effects.{a}", n_eff)
+                        for a in treat}
+    be_raw = spec.get("baseline_arm_effects", {})
+    c.table(be_raw, f"{key}.baseline_arm_effects", set(treat))
+    o["baseline_arm_effects"] = {a: c.number(be_raw.get(a, 0.0), f"{key}.baseline_arm_effects.{a}")
+                                 for a in treat}
+    if scale == "score":
+        for k in ("town_sd", "town_arm_sd", "town_wave_sd"):
+            o[k] = c.sd(spec.get(k, 0.0), f"{key}.{k}")
+    o["consultant_sd"] = c.sd(spec.get("consultant_sd", 0.0), f"{key}.consultant_sd")
+    o["participant_sd"] = c.sd(spec.get("participant_sd", 0.0), f"{key}.participant_sd")
+    if scale == "score":
+        o["residual_sd"] = c.sd(spec["residual_sd"], f"{key}.residual_sd")
+    return o
+
+
+def bundled_designs() -> list[str]:
+    """Names of the designs shipped in ``data/designs/``."""
+    return sorted(p.stem for p in DESIGNS_DIR.glob("*.toml"))
+
+
+def load_design(name_or_path: str | os.PathLike) -> dict:
+    """Read, validate and normalise a design: a path to a TOML file or a bundled name ("oss")."""
+    path = resolve_bundled(name_or_path, DESIGNS_DIR)
+    if not path.is_file():
+        raise SpecError(
+            f"design {str(name_or_path)!r}: no such file and no bundled design of that name "
+            f"(bundled: {', '.join(bundled_designs()) or 'none'})")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        msg = " ".join(str(exc).split())
+        raise SpecError(f"{path}: not a valid TOML file: {msg}") from None
+    return validate_design(raw, source=str(path), default_name=path.stem)
+
+
+# --------------------------------------------------------------------------------------------
+# Simulation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """One simulated data set: survey (long), register (one row per person), truth (JSON-able)."""
+
+    survey: pd.DataFrame
+    register: pd.DataFrame
+    truth: dict
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
+def _expit(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _effect_matrices(o: dict, arms: list[str], waves: int) -> tuple[np.ndarray, np.ndarray]:
+    """wave effect vector (W,) with 0 at baseline; arm-by-wave effect matrix (A, W), control row 0."""
+    wave_eff = np.array([0.0] + list(o["wave_effects"]))
+    arm_eff = np.zeros((len(arms), waves))
+    for ai, a in enumerate(arms[1:], start=1):
+        arm_eff[ai, 0] = o["baseline_arm_effects"][a]
+        arm_eff[ai, 1:] = o["arm_effects"][a]
+    return wave_eff, arm_eff
+
+
+def _consultant_effect(effects: np.ndarray, consultant_index: np.ndarray) -> np.ndarray:
+    """Each participant's consultant effect; index -1 (no consultant) gets 0."""
+    return np.append(effects, 0.0)[consultant_index]
+
+
+def _baseline_hazards(timing: dict, months: np.ndarray) -> np.ndarray:
+    """Monthly hazards h0 * decay**(m-1), row 0 for inflow, row 1 for stock (index by ``stock``)."""
+    return np.minimum(np.stack([timing[f"{group}_hazard"] * timing[f"{group}_decay"] ** (months - 1)
+                                for group in ("inflow", "stock")]), 1.0)
+
+
+def _months_given_outflow(timing: dict, outflow_work: np.ndarray, stock: np.ndarray, followed: np.ndarray,
+                          rs: np.random.Generator) -> np.ndarray:
+    """Month of outflow, given outflow within the person's follow-up: falling monthly hazard
+    h(m) = h0 * decay**(m-1); long spells (stock) leave later / more evenly than new inflow."""
+    months_to = np.full(outflow_work.size, np.nan)
+    leavers = np.flatnonzero(outflow_work == 1)
+    if leavers.size:
+        m = np.arange(1, int(followed.max()) + 1)
+        h = _baseline_hazards(timing, m)
+        pmf = h * np.concatenate([np.ones((2, 1)), np.cumprod(1.0 - h, axis=1)[:, :-1]], axis=1)
+        f = pmf[stock[leavers]]
+        f = np.where(m[None, :] <= followed[leavers, None], f, 0.0)
+        cdf = np.cumsum(f, axis=1)
+        cdf /= cdf[:, -1:]
+        u = rs.random(leavers.size)
+        month = 1 + (cdf < u[:, None]).sum(axis=1)
+        months_to[leavers] = np.minimum(month, followed[leavers]).astype(float)
+    return months_to
+
+
+def _hazard_outflow(hazard: dict, timing: dict, arms: list[str], arm_idx: np.ndarray, stock: np.ndarray,
+                    followed: np.ndarray, person_effect: np.ndarray, town_arm_effect: np.ndarray,
+                    rs: np.random.Generator) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Outflow month by month from a discrete-time hazard, censored at ``followed``.
+
+    ``town_arm_effect`` is (persons, arms): each person's town-by-arm effect for every arm, so
+    that the true curves can give every person each arm in turn.
+    """
+    months = np.arange(1, int(followed.max()) + 1)
+    base = np.clip(_baseline_hazards(timing, months), 1e-12, 1 - 1e-12)
+    base_logit = np.log(base / (1 - base))[stock]
+    arm_eff = np.zeros((len(arms), months.size))
+    for ai, arm in enumerate(arms[1:], start=1):
+        first, last = hazard["arm_effects"][arm]
+        arm_eff[ai] = first + (last - first) * (months - 1) / max(months.size - 1, 1)
+
+    def hazards(arm_of_person: np.ndarray) -> np.ndarray:
+        rows = np.arange(arm_of_person.size)
+        return _expit(base_logit + arm_eff[arm_of_person] + person_effect[:, None]
+                      + town_arm_effect[rows, arm_of_person][:, None])
+
+    leave = (rs.random((arm_idx.size, months.size)) < hazards(arm_idx)) & (months[None, :] <= followed[:, None])
+    outflow_work = leave.any(axis=1).astype(np.int64)
+    months_to = np.where(outflow_work == 1, leave.argmax(axis=1) + 1.0, np.nan)
+    curves = {arm: (1 - np.cumprod(1 - hazards(np.full(arm_idx.size, ai)), axis=1)).mean(axis=0).tolist()
+              for ai, arm in enumerate(arms)}
+    truth = {"arm_effects": {a: list(v) for a, v in hazard["arm_effects"].items()},
+             "months": months.tolist(), "cumulative_incidence": curves}
+    return outflow_work, months_to, truth
+
+
+def simulate(design: dict, seed: int) -> Simulation:
+    """Draw one data set from a design (as returned by :func:`load_design`, or a raw design dict)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SpecError(f"seed: expected a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    d = validate_design(design)
+    arms = d["arms"]
+    control = d["control_arm"]
+    W = d["waves"]
+    A = len(arms)
+    T = len(d["towns"])
+    arm_pos = {a: i for i, a in enumerate(arms)}
+    outcomes = d["outcomes"]
+
+    root = np.random.default_rng(seed)
+    rs_struct, rs_outflow, rs_timing, rs_response, *rs_outcomes = root.spawn(4 + len(outcomes))
+
+    # ---- structure: participants, consultants, covariates ---------------------------------
+    pid, town_idx, arm_idx, cons_idx, stock, age, followed = [], [], [], [], [], [], []
+    cons_ids: list[str] = []
+    n_randomised: dict[str, dict[str, int]] = {}
+    n_consultants: dict[str, dict[str, int]] = {}
+    cov, fu = d["covariates"], d["follow_up"]
+    for ti, town in enumerate(d["towns"]):
+        t_arms = list(town["participants"])
+        n_t = sum(town["participants"].values())
+        labels = np.repeat([arm_pos[a] for a in t_arms], [town["participants"][a] for a in t_arms])
+        labels = rs_struct.permutation(labels)
+        width = max(4, len(str(n_t)))
+        pid.extend(f"{town['id_prefix']}-{i:0{width}d}" for i in range(1, n_t + 1))
+        town_idx.append(np.full(n_t, ti))
+        arm_idx.append(labels)
+
+        # consultants: numbered within the town, arm by arm; the first `shared` in interleaved
+        # order (arm1 #1, arm2 #1, ..., arm1 #2, ...) serve every arm of the town with consultants.
+        home: dict[str, list[int]] = {}
+        n_total_t = sum(town["consultants"].values())
+        cwidth = max(2, len(str(n_total_t)))
+        k_t = 0
+        for a in t_arms:
+            home[a] = []
+            for _ in range(town["consultants"][a]):
+                k_t += 1
+                home[a].append(len(cons_ids))
+                cons_ids.append(f"{town['id_prefix']}-c{k_t:0{cwidth}d}")
+        with_cons = [a for a in t_arms if home[a]]
+        interleaved = [home[a][j] for j in range(max((len(v) for v in home.values()), default=0))
+                       for a in with_cons if j < len(home[a])]
+        shared = set(interleaved[: town["shared_consultants"]])
+        pool = {a: sorted(set(home[a]) | (shared if home[a] else set())) for a in t_arms}
+        ci = np.full(n_t, -1)
+        for a in t_arms:
+            if pool[a]:
+                members = labels == arm_pos[a]
+                ci[members] = np.asarray(pool[a])[rs_struct.integers(len(pool[a]), size=int(members.sum()))]
+        cons_idx.append(ci)
+        n_randomised[town["name"]] = dict(town["participants"])
+        n_consultants[town["name"]] = {a: len(pool[a]) for a in t_arms}
+
+        st = rs_struct.random(n_t) < cov["stock_share"]
+        ag = np.clip(np.rint(rs_struct.normal(cov["age_mean"], cov["age_sd"], n_t)),
+                     cov["age_min"], cov["age_max"]).astype(np.int64)
+        fm = np.where(st, fu["stock_months"],
+                      rs_struct.integers(fu["inflow_months_min"], fu["inflow_months_max"] + 1, size=n_t))
+        stock.append(st.astype(np.int64))
+        age.append(ag)
+        followed.append(fm.astype(np.int64))
+
+    town_idx = np.concatenate(town_idx)
+    arm_idx = np.concatenate(arm_idx).astype(np.int64)
+    cons_idx = np.concatenate(cons_idx).astype(np.int64)
+    stock = np.concatenate(stock)
+    age = np.concatenate(age)
+    followed = np.concatenate(followed)
+    n = len(pid)
+    C = len(cons_ids)
+    town_names = np.array([t["name"] for t in d["towns"]], dtype=object)
+    arm_names = np.array(arms, dtype=object)
+    cons_names = np.array(cons_ids + [None], dtype=object)  # index -1 -> None
+    consultant_col = cons_names[cons_idx]
+
+    # ---- outflow to work ----------------------------------------------------------------
+    of = d["outflow"]
+    town_int = rs_outflow.normal(0.0, of["town_sd"], T)
+    town_arm = rs_outflow.normal(0.0, of["town_arm_sd"], (T, A))
+    town_arm[:, 0] = 0.0
+    cons_eff = rs_outflow.normal(0.0, of["consultant_sd"], C)
+    person_effect = town_int[town_idx] + _consultant_effect(cons_eff, cons_idx)
+    hazard_truth = None
+    if "hazard" in of:
+        outflow_work, months_to, hazard_truth = _hazard_outflow(
+            of["hazard"], of["timing"], arms, arm_idx, stock, followed, person_effect, town_arm[town_idx],
+            rs_timing)
+    else:
+        log_odds = np.array([_logit(of["probability"][a]) for a in arms])
+        eta = log_odds[arm_idx] + person_effect + town_arm[town_idx, arm_idx]
+        outflow_work = (rs_outflow.random(n) < _expit(eta)).astype(np.int64)
+        months_to = _months_given_outflow(of["timing"], outflow_work, stock, followed, rs_timing)
+
+    # ---- response ------------------------------------------------------------------------
+    rates = np.array([d["response"][a] for a in arms])  # (A, W)
+    responded = rs_response.random((n, W)) < rates[arm_idx]
+
+    # ---- survey outcomes (full panel, then keep responders) -------------------------------
+    panel: dict[str, np.ndarray] = {}
+    truth_outcomes: dict[str, dict] = {}
+    for (oname, o), rs in zip(outcomes.items(), rs_outcomes):
+        wave_eff, arm_eff = _effect_matrices(o, arms, W)
+        cons = rs.normal(0.0, o["consultant_sd"], C)
+        part = rs.normal(0.0, o["participant_sd"], n)
+        lin = (wave_eff[None, :] + arm_eff[arm_idx]
+               + _consultant_effect(cons, cons_idx)[:, None] + part[:, None])
+        if o["scale"] == "score":
+            t_int = rs.normal(0.0, o["town_sd"], T)
+            t_arm = rs.normal(0.0, o["town_arm_sd"], (T, A))
+            t_arm[:, 0] = 0.0
+            t_wave = rs.normal(0.0, o["town_wave_sd"], (T, W))
+            resid = rs.normal(0.0, o["residual_sd"], (n, W))
+            y = (o["intercept"] + lin + t_int[town_idx][:, None] + t_arm[town_idx, arm_idx][:, None]
+                 + t_wave[town_idx] + resid)
+            y = np.clip(np.round(y, o["decimals"]), o["lower"], o["upper"]) + 0.0
+        elif o["scale"] == "ordinal":
+            latent = lin + rs.logistic(0.0, 1.0, (n, W))
+            cuts = np.asarray(o["cutpoints"])
+            y = (o["lower"] + (latent[:, :, None] > cuts[None, None, :]).sum(axis=2)).astype(np.int64)
+        else:
+            mu = np.exp(o["intercept"] + lin)
+            alpha = o["alpha"]
+            y = rs.negative_binomial(alpha, alpha / (alpha + mu)).astype(np.int64)
+        panel[oname] = y
+        truth_outcomes[oname] = _outcome_truth(o, arms, W)
+
+    # ---- frames ------------------------------------------------------------------------------
+    pid_arr = np.array(pid, dtype=object)
+    rows, waves_r = np.nonzero(responded)  # row-major: participant order, then wave
+    survey = pd.DataFrame({
+        "participant_id": pd.array(pid_arr[rows], dtype="str"),
+        "municipality": pd.array(town_names[town_idx[rows]], dtype="str"),
+        "arm": pd.array(arm_names[arm_idx[rows]], dtype="str"),
+        "consultant_id": pd.array(consultant_col[rows], dtype="str"),
+        "wave": waves_r.astype(np.int64),
+    })
+    for oname, y in panel.items():
+        survey[oname] = y[rows, waves_r]
+    survey["age"] = age[rows]
+    survey["stock"] = stock[rows]
+
+    register = pd.DataFrame({
+        "participant_id": pd.array(pid_arr, dtype="str"),
+        "municipality": pd.array(town_names[town_idx], dtype="str"),
+        "arm": pd.array(arm_names[arm_idx], dtype="str"),
+        "consultant_id": pd.array(consultant_col, dtype="str"),
+        "outflow_work": outflow_work,
+        "months_to_outflow": months_to,
+        "months_followed": followed,
+        "age": age,
+        "stock": stock,
+    })
+
+    truth = {
+        "design": d["name"],
+        "seed": seed,
+        "control_arm": control,
+        "arms": list(arms),
+        "municipalities": [t["name"] for t in d["towns"]],
+        "n_randomised": n_randomised,
+        "n_consultants": n_consultants,
+        "outflow": {
+            **({"hazard": hazard_truth} if hazard_truth else {
+                "probability": {a: float(of["probability"][a]) for a in arms},
+                "log_odds": {a: float(log_odds[i]) for i, a in enumerate(arms)},
+                "log_odds_ratio": {a: float(log_odds[i] - log_odds[0]) for i, a in enumerate(arms) if i > 0},
+            }),
+            "town_sd": of["town_sd"],
+            "town_arm_sd": of["town_arm_sd"],
+            "consultant_sd": of["consultant_sd"],
+        },
+        "outcomes": truth_outcomes,
+        "attrition": {"response_rate": {a: {str(w): float(d["response"][a][w]) for w in range(W)}
+                                        for a in arms}},
+    }
+    return Simulation(survey=survey, register=register, truth=truth)
+
+
+def _outcome_truth(o: dict, arms: list[str], waves: int) -> dict:
+    t: dict[str, Any] = {"scale": o["scale"], "lower": o["lower"], "upper": o["upper"]}
+    if o["scale"] in ("score", "count"):
+        t["intercept"] = o["intercept"]
+    if o["scale"] == "ordinal":
+        t["cutpoints"] = list(o["cutpoints"])
+        t["parameterisation"] = ORDINAL_PARAMETERISATION
+    if o["scale"] == "count":
+        t["alpha"] = o["alpha"]
+        t["parameterisation"] = NB_PARAMETERISATION
+    if o["scale"] == "score":
+        t["decimals"] = o["decimals"]
+    t["wave_effects"] = {str(w): float(o["wave_effects"][w - 1]) for w in range(1, waves)}
+    t["arm_effects"] = {
+        a: {"0": float(o["baseline_arm_effects"][a]),
+            **{str(w): float(o["arm_effects"][a][w - 1]) for w in range(1, waves)}}
+        for a in arms[1:]
+    }
+    if o["scale"] == "score":
+        t["town_sd"] = o["town_sd"]
+        t["town_arm_sd"] = o["town_arm_sd"]
+        t["town_wave_sd"] = o["town_wave_sd"]
+    t["consultant_sd"] = o["consultant_sd"]
+    t["participant_sd"] = o["participant_sd"]
+    if o["scale"] == "score":
+        t["residual_sd"] = o["residual_sd"]
+    return t
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def write_simulation(sim: Simulation, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write survey.csv, register.csv and truth.json into ``out_dir`` (created); atomic per file."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"survey": out / "survey.csv", "register": out / "register.csv", "truth": out / "truth.json"}
+    write_atomic(paths["survey"], lambda fh: sim.survey.to_csv(fh, index=False, lineterminator="\n"))
+    write_atomic(paths["register"], lambda fh: sim.register.to_csv(fh, index=False, lineterminator="\n"))
+    write_atomic(paths["truth"], lambda fh: fh.write(json.dumps(sim.truth, indent=2, ensure_ascii=False) + "\n"))
+    return paths
+
+
+def read_simulation(out_dir: str | os.PathLike) -> Simulation:
+    """Read back what :func:`write_simulation` wrote, with the same column dtypes."""
+    out = Path(out_dir)
+    truth = json.loads((out / "truth.json").read_text(encoding="utf-8"))
+    str_dtypes = {c: "str" for c in _STR_COLUMNS}
+    survey = pd.read_csv(out / "survey.csv", dtype=str_dtypes, keep_default_na=False, na_values=[""])
+    register = pd.read_csv(out / "register.csv", dtype=str_dtypes, keep_default_na=False, na_values=[""])
+    for name, o in truth.get("outcomes", {}).items():
+        if name in survey and o.get("scale") in ("ordinal", "count"):
+            survey[name] = survey[name].astype(np.int64)
+        elif name in survey:
+            survey[name] = survey[name].astype(np.float64)
+    register["months_to_outflow"] = register["months_to_outflow"].astype(np.float64)
+    return Simulation(survey=survey, register=register, truth=truth)

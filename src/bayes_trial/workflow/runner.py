@@ -1,0 +1,241 @@
+"""End-to-end analyses described in a TOML file: data source, model specs, queries, report.
+
+    name = "oss_demo"
+    title = "Oss experiment (simulated): outflow and wellbeing"
+    out = "results/oss_demo"          # relative to the workflow file's project
+    min_cell = 10
+
+    [data]
+    design = "oss"                    # simulate a bundled design ...
+    seed = 1
+    # survey = "path/survey.sav"      # ... or read files (relative to the workflow file)
+    # register = "path/register.csv"
+    # control_arm = "controle"        # the control arm as written in the data (all models)
+    # [data.columns]                  # your column names -> the data contract's (data/README.md)
+    # klantnummer = "participant_id"
+    # gemeente = "municipality"
+
+    [[models]]
+    spec = "outflow"                  # models/outflow.toml, or a path
+    draws = 500                       # optional sampler overrides
+    priors = { arm = "Normal(0, 0.5)" }   # optional prior overrides
+
+    [published]                       # optional: a section on the printed Oss numbers
+    analysis = "oss"
+
+    [[queries]]
+    model = "outflow"
+    expression = "intensive - control > 0"
+    by = "municipality"               # optional: municipality | wave
+    rope = [-0.02, 0.02]              # optional
+
+`run` fits each model unless a stored fit with the same spec (priors and sampler seed included) and
+the same data hash already exists, then writes query tables, figures and the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bayes_trial.data import contract as data_mod
+from bayes_trial.sampling import fit as fit_mod
+from bayes_trial.estimands import query
+from bayes_trial.report import document as report
+from bayes_trial.core.errors import FitFileError, SpecError
+from bayes_trial.core.paths import PROJECT_ROOT, WORKFLOWS_DIR
+from bayes_trial.simulation.generate import load_design, simulate
+from bayes_trial.modelling.spec import ModelSpec, load_spec, parse_prior, read_toml
+
+SAMPLER_KEYS = ("draws", "tune", "chains", "seed", "sampler", "target_accept")
+DATA_KEYS = ("design", "seed", "survey", "register", "control_arm", "columns")
+QUERY_KEYS = {"model", "expression", "by", "wave", "municipality", "rope"}
+
+
+@dataclass
+class Workflow:
+    name: str
+    title: str
+    out: Path
+    data: dict[str, Any]
+    models: list[ModelSpec]
+    queries: dict[str, list[dict]] = field(default_factory=dict)
+    min_cell: int = query.MIN_CELL
+    source: Path | None = None
+    published: str | None = None
+
+
+def _resolve(path: str, base: Path) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else (base / candidate)
+
+
+def load_workflow(path: str | os.PathLike, *, columns: dict[str, str] | None = None,
+                  control_arm: str | None = None) -> Workflow:
+    """Read and check a workflow TOML file (a bundled name like "oss_demo" also works).
+
+    `columns` and `control_arm` (the command line's --columns and --control) take the place of the
+    workflow's ``[data.columns]`` and ``[data] control_arm``. A control arm, given either way,
+    replaces every model spec's ``control_arm``.
+    """
+    path = Path(path)
+    if not path.exists() and (WORKFLOWS_DIR / f"{path.name}.toml").exists():
+        path = WORKFLOWS_DIR / f"{path.name}.toml"
+    if not path.exists():
+        raise SpecError(f"{path}: no such workflow file")
+    raw = read_toml(path)
+    base = PROJECT_ROOT if path.resolve().is_relative_to(PROJECT_ROOT) else path.parent
+    published = raw.get("published", {}).get("analysis")
+    if published not in (None, "oss"):
+        raise SpecError(f"{path}: [published] analysis {published!r} is unknown (expected 'oss')")
+    data = raw.get("data", {})
+    if raw.get("models") and (not isinstance(data, dict) or not ({"design", "survey", "register"} & data.keys())):
+        raise SpecError(f"{path}: [data] must name a simulated 'design' or 'survey'/'register' files")
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: [data] must be a table, got {data!r}")
+    unknown = sorted(set(data) - set(DATA_KEYS))
+    if unknown:
+        raise SpecError(f"{path}: [data] has unknown key(s) {', '.join(unknown)}; valid: {', '.join(DATA_KEYS)}")
+    data = dict(data)
+    if columns:
+        data["columns"] = columns
+    if control_arm:
+        data["control_arm"] = control_arm
+    if "control_arm" in data and (not isinstance(data["control_arm"], str) or not data["control_arm"].strip()):
+        raise SpecError(f"{path}: [data] control_arm must be the control arm's name as text, got {data['control_arm']!r}")
+    models = []
+    for i, entry in enumerate(raw.get("models", [])):
+        if "spec" not in entry:
+            raise SpecError(f"{path}: [[models]] entry {i + 1} has no 'spec'")
+        spec = load_spec(entry["spec"])
+        unknown = set(entry) - {"spec", "priors", *SAMPLER_KEYS}
+        if unknown:
+            raise SpecError(f"{path}: [[models]] {entry['spec']!r} has unknown keys {sorted(unknown)} "
+                            f"(expected spec, priors, {', '.join(SAMPLER_KEYS)})")
+        priors = {term: parse_prior(text, f"{path}: prior for {term!r}") for term, text in entry.get("priors", {}).items()}
+        if "control_arm" in data:
+            spec = dataclasses.replace(spec, control_arm=data["control_arm"])
+        models.append(spec.with_priors(priors).with_sampler(**{k: entry[k] for k in SAMPLER_KEYS if k in entry}))
+    if data.get("columns"):
+        data["columns"] = data_mod.check_column_mapping(
+            data["columns"], where="--columns" if columns else f"{path}: [data.columns]",
+            targets=[c for spec in models for c in data_mod.model_columns(spec)] or data_mod.CONTRACT_COLUMNS)
+    if not models and not published:
+        raise SpecError(f"{path}: nothing to do (no [[models]] to fit and no [published] analysis)")
+    names = [spec.name for spec in models]
+    queries: dict[str, list[dict]] = {}
+    for entry in raw.get("queries", []):
+        unknown = set(entry) - QUERY_KEYS
+        if unknown or "expression" not in entry or entry.get("model") not in names:
+            raise SpecError(f"{path}: each [[queries]] needs 'model' (one of {', '.join(names)}) and 'expression'"
+                            + (f"; unknown keys {sorted(unknown)}" if unknown else ""))
+        if "rope" in entry:
+            entry = {**entry, "rope": tuple(entry["rope"])}
+        queries.setdefault(entry["model"], []).append(entry)
+    min_cell = report.check_min_cell(int(raw.get("min_cell", query.MIN_CELL)))
+    return Workflow(name=raw.get("name", path.stem), title=raw.get("title", path.stem), out=_resolve(raw.get("out", f"results/{path.stem}"), base),
+                    data=data, models=models, queries=queries, min_cell=min_cell, source=path,
+                    published=published)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def load_tables(workflow: Workflow) -> dict[str, pd.DataFrame]:
+    """The workflow's survey and register tables: simulated from a design, or read and validated
+    (with ``[data.columns]`` and ``control_arm``; outcome ranges are checked per model by
+    :func:`model_frames`)."""
+    source = workflow.data
+    if "design" in source:
+        design = load_design(source["design"])
+        sim = simulate(design, seed=int(source.get("seed", 1)))
+        return {"survey": sim.survey, "register": sim.register}
+    kwargs = {"columns": source.get("columns") or None, "control_arm": source.get("control_arm", "control")}
+    tables = {}
+    if "survey" in source:
+        tables["survey"] = data_mod.load_survey(_data_path(workflow, "survey"), **kwargs)
+    if "register" in source:
+        tables["register"] = data_mod.load_register(_data_path(workflow, "register"), **kwargs)
+    return tables
+
+
+def _data_path(workflow: Workflow, table: str) -> Path:
+    return _resolve(workflow.data[table], workflow.source.parent if workflow.source else Path.cwd())
+
+
+def model_frames(workflow: Workflow) -> dict[str, pd.DataFrame]:
+    """The validated table of each model, by model name.
+
+    Simulated tables are shared; a file is validated for each model with that model's outcome
+    range and control arm (a spec's own ``control_arm`` counts, unless ``[data]`` overrides it).
+    """
+    if "design" in workflow.data:
+        tables = load_tables(workflow)
+        return {spec.name: tables[spec.table] for spec in workflow.models if spec.table in tables}
+    frames = {}
+    for spec in workflow.models:
+        if spec.table in workflow.data:
+            frames[spec.name] = data_mod.load_for_spec(spec, _data_path(workflow, spec.table),
+                                                       columns=workflow.data.get("columns") or None,
+                                                       where=f"{workflow.source}: [data.columns]",
+                                                       targets=list((workflow.data.get("columns") or {}).values()))
+    return frames
+
+
+def fit_or_reuse(spec: ModelSpec, frame: pd.DataFrame, path: Path, *, progress: bool = True) -> tuple[fit_mod.Fit, bool]:
+    """A stored fit when its spec (priors, sampler and seed included) and data hash match; else a new fit."""
+    frame_hash = data_mod.data_hash(frame)
+    if path.exists():
+        try:
+            stored = fit_mod.load(path)
+        except FitFileError:
+            stored = None
+        if stored is not None and stored.info.get("spec") == spec.to_json() and stored.info.get("data_hash") == frame_hash:
+            return stored, True
+    fit = fit_mod.sample(spec, frame, progress=progress)
+    fit_mod.save(fit, path)
+    return fit, False
+
+
+def run(workflow: Workflow | str | os.PathLike, *, progress: bool = True) -> dict[str, Path]:
+    """Fit (or reuse) every model, answer the queries and write the report; returns the output paths."""
+    if not isinstance(workflow, Workflow):
+        workflow = load_workflow(workflow)
+    started = time.perf_counter()
+    frames = model_frames(workflow) if workflow.models else {}
+    fits = []
+    for spec in workflow.models:
+        if spec.name not in frames:
+            raise SpecError(f"{workflow.source}: model {spec.name!r} needs a {spec.table} table, but [data] has none")
+        path = workflow.out / "fits" / f"{spec.name}.nc"
+        fit, reused = fit_or_reuse(spec, frames[spec.name], path, progress=progress)
+        if progress:
+            _say(f"{spec.name}: {'unchanged since the last run, reusing' if reused else 'fitted and stored in'} {path}")
+        fits.append(fit)
+    query_tables = [query.hypothesis(fit, q["expression"], by=q.get("by"), wave=q.get("wave"),
+                                     municipality=q.get("municipality"), rope=q.get("rope")).assign(model=fit.spec.name)
+                    for fit in fits for q in workflow.queries.get(fit.spec.name, [])]
+    outputs = {}
+    if query_tables:
+        outputs["queries"] = workflow.out / "queries.csv"
+        pd.concat(query_tables, ignore_index=True).to_csv(outputs["queries"], index=False)
+    if progress:
+        _say("writing figures and report ...")
+    extra = []
+    if workflow.published == "oss":
+        from bayes_trial.aggregate.published import published_oss_analysis
+
+        extra = report.published_blocks(published_oss_analysis(workflow.out / "published"))
+    outputs.update(report.report(fits, workflow.out, title=workflow.title, queries=workflow.queries,
+                                 min_cell=workflow.min_cell, extra=extra))
+    if progress:
+        _say(f"done in {time.perf_counter() - started:.0f} s; report: {outputs['html']}")
+    return outputs
