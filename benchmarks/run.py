@@ -34,6 +34,7 @@ import numpy as np
 import bayes_trial as bt
 from bayes_trial.sampling import fastpaths
 from bayes_trial.modelling import frames as model_mod
+from bayes_trial.sampling import build as bambi_build
 
 HERE = Path(__file__).resolve().parent
 TARGET_ESS = 400
@@ -159,10 +160,10 @@ def bench_case(case: Case, plan: Plan, ablations: bool, cores: int) -> dict:
     spec = bt.load_spec(case.spec)
     prepared = model_mod.prepare(spec, frame)
     started = time.perf_counter()
-    full = model_mod.build(spec, prepared)
+    full = bambi_build.build(spec, prepared)
     build_s = time.perf_counter() - started
     plain_prepared = model_mod.prepare(dataclasses.replace(spec, aggregate=False), frame)
-    plain = model_mod.build(spec, plain_prepared) if plain_prepared.aggregated != prepared.aggregated else full
+    plain = bambi_build.build(spec, plain_prepared) if plain_prepared.aggregated != prepared.aggregated else full
     names = interest(full.backend.model)
     baseline_seeds = [] if not (case.baseline or plan.thorough) else (
         plan.seeds if case.scale == 1 else plan.seeds[:plan.large_seeds])

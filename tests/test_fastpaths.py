@@ -16,6 +16,7 @@ from scipy import stats as scipy_stats
 import bayes_trial as bt
 from bayes_trial.sampling import fastpaths
 from bayes_trial.modelling import frames as model_mod
+from bayes_trial.sampling import build as bambi_build
 
 SETTINGS = {"draws": 1000, "tune": 500, "chains": 2, "target_accept": 0.9}
 FORMULA = "wellbeing ~ arm*wave + (1|participant_id) + (1|municipality:consultant_id)"
@@ -41,7 +42,7 @@ def assert_same_posterior(fast: az.InferenceData, plain: az.InferenceData, names
 def repeated(small_sim):
     spec = repeated_measures_spec()
     prepared = model_mod.prepare(spec, small_sim.survey)
-    return spec, prepared, model_mod.build(spec, prepared)
+    return spec, prepared, bambi_build.build(spec, prepared)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def test_refit_with_new_prior_reuses_the_compiled_collapsed_model(repeated):
     _, prepared, full = repeated
     fastpaths.sample_nutpie(full, prepared, {**SETTINGS, "seed": 5, "draws": 200, "tune": 200})
     spec = repeated_measures_spec().with_priors({"arm": bt.parse_prior("Normal(2, 0.01)")})
-    tight = fastpaths.sample_nutpie(model_mod.build(spec, prepared), prepared, {**SETTINGS, "seed": 6, "draws": 200, "tune": 200})
+    tight = fastpaths.sample_nutpie(bambi_build.build(spec, prepared), prepared, {**SETTINGS, "seed": 6, "draws": 200, "tune": 200})
     assert tight.sample_stats.attrs["compile_cached"] == 1
     assert float(tight.posterior["arm"].mean()) == pytest.approx(2, abs=0.01)
 
@@ -126,7 +127,7 @@ def test_binomial_cells_match_bernoulli_rows(small_sim, outflow_fit):
     spec = outflow_fit.spec
     rows = model_mod.prepare(dataclasses.replace(spec, aggregate=False), small_sim.register)
     assert not rows.aggregated and outflow_fit.prepared.aggregated
-    plain = fastpaths.sample_nutpie(model_mod.build(spec, rows), rows, {**SETTINGS, "seed": 7})
+    plain = fastpaths.sample_nutpie(bambi_build.build(spec, rows), rows, {**SETTINGS, "seed": 7})
     cells = fastpaths.sample_nutpie(outflow_fit.model, outflow_fit.prepared, {**SETTINGS, "seed": 8})
     assert_same_posterior(cells, plain, ["Intercept", "arm", "1|municipality:consultant_id_sigma"])
 
@@ -134,7 +135,7 @@ def test_binomial_cells_match_bernoulli_rows(small_sim, outflow_fit):
 def test_structure_key_ignores_prior_values_but_not_data_or_prior_families(small_sim, outflow_fit):
     def key(spec, frame):
         prepared = model_mod.prepare(spec, frame)
-        return fastpaths.structure_key(fastpaths.lift_priors(model_mod.build(spec, prepared).backend.model))
+        return fastpaths.structure_key(fastpaths.lift_priors(bambi_build.build(spec, prepared).backend.model))
 
     spec = outflow_fit.spec
     base = key(spec, small_sim.register)
@@ -217,7 +218,7 @@ def test_unbalanced_panel_takes_the_fast_path_and_matches_plain_bambi(unbalanced
     stats = fastpaths.participant_statistics(prepared, other)
     assert stats.sizes.tolist() == [1, 2, 3] and (stats.persons > 10).all()
     assert fastpaths.can_marginalise(prepared)
-    full = model_mod.build(spec, prepared)
+    full = bambi_build.build(spec, prepared)
     assert stats.levels.tolist() == list(full.backend.model.coords[fastpaths.PARTICIPANT_DIM])
     fast = fastpaths.sample_nutpie(other, prepared, {**SETTINGS, "seed": 9}, for_storage=True)
     plain = fastpaths.sample_nutpie(full, prepared, {**SETTINGS, "seed": 10}, marginalise=False)
@@ -241,7 +242,7 @@ def test_default_prior_of_the_participant_sd_is_bambis(unbalanced):
     spec, prepared = unbalanced
     spec = dataclasses.replace(spec, priors={k: v for k, v in spec.priors.items() if k != "1|participant_id"})
     other = fastpaths.build_other_terms(spec, prepared)
-    full = model_mod.build(spec, prepared)
+    full = bambi_build.build(spec, prepared)
     expected = full.components["mu"].terms["1|participant_id"].prior.args["sigma"]
     assert other.sd_prior.name == expected.name == "HalfNormal"
     assert float(other.sd_prior.args["sigma"]) == pytest.approx(float(expected.args["sigma"]))

@@ -18,6 +18,8 @@ from conftest import FAST
 
 import bayes_trial as bt
 from bayes_trial.estimands import curves as hazard
+from bayes_trial.families import hazard as hazard_family
+from bayes_trial.plots import curves as curve_plots
 from bayes_trial.estimands import query
 from bayes_trial.data.contract import load_register
 from bayes_trial.core.errors import DataError, SpecError
@@ -114,7 +116,7 @@ def naive_person_months(register: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 def test_person_months_counts_equal_the_person_month_expansion(small_sim):
     register = small_sim.register.assign(consultant_id=small_sim.register["consultant_id"].fillna("none"))
     by = ["arm", "municipality", "consultant_id", "stock"]
-    cells = hazard.person_months(register, by)
+    cells = hazard_family.person_months(register, by)
     reference = naive_person_months(register, by)
     mine = cells.assign(arm=cells["arm"].astype(str)).sort_values([*by, "month"]).reset_index(drop=True)
     reference = reference.sort_values([*by, "month"]).reset_index(drop=True)
@@ -123,7 +125,7 @@ def test_person_months_counts_equal_the_person_month_expansion(small_sim):
     first = cells[cells["month"] == 1]
     assert first[TRIALS].sum() == len(register)
     assert cells["outflow_work"].sum() == register["outflow_work"].sum()
-    assert set(cells.columns) >= set(hazard.TIME_COLUMNS)
+    assert set(cells.columns) >= set(hazard_family.TIME_COLUMNS)
 
 
 def test_cells_grow_with_months_not_with_persons(hazard_sim):
@@ -140,7 +142,7 @@ def test_cells_grow_with_months_not_with_persons(hazard_sim):
 
 def test_one_period_cells_are_the_binary_outflow_cells(small_sim, outflow_fit):
     spec = dataclasses.replace(bt.load_spec("outflow"), family="hazard")
-    one = hazard.prepare(spec, small_sim.register, width=int(small_sim.register["months_followed"].max()))
+    one = prepare(spec, small_sim.register, family=hazard_family.Hazard(width=int(small_sim.register["months_followed"].max())))
     key = ["arm", "municipality", "consultant_id"]
     binary = outflow_fit.prepared.data.sort_values(key).reset_index(drop=True)
     one_cells = one.data.sort_values(key).reset_index(drop=True)
@@ -159,14 +161,14 @@ def test_bad_months_give_a_data_error(name, message):
     with pytest.raises(DataError, match=message):
         load_register(BAD / name)
     with pytest.raises(DataError, match=message):  # also when handed an unchecked table
-        hazard.prepare(bt.load_spec("outflow_hazard"), raw)
+        prepare(bt.load_spec("outflow_hazard"), raw)
 
 
 def test_register_without_months_gives_a_data_error(small_sim):
     with pytest.raises(DataError, match="needs column.*months_followed"):
-        hazard.prepare(bt.load_spec("outflow_hazard"), small_sim.register.drop(columns="months_followed"))
+        prepare(bt.load_spec("outflow_hazard"), small_sim.register.drop(columns="months_followed"))
     with pytest.raises(SpecError, match="register table"):
-        hazard.prepare(dataclasses.replace(bt.load_spec("outflow_hazard"), table="survey"), small_sim.register)
+        prepare(dataclasses.replace(bt.load_spec("outflow_hazard"), table="survey"), small_sim.register)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +196,7 @@ def test_true_curves_lie_inside_the_bands(hazard_fit, hazard_sim):
 
 def test_one_period_model_agrees_with_the_binary_model(small_sim, outflow_fit):
     spec = dataclasses.replace(bt.load_spec("outflow"), name="outflow_one_period", family="hazard").with_sampler(**FAST)
-    prepared = hazard.prepare(spec, small_sim.register, width=24)
+    prepared = prepare(spec, small_sim.register, family=hazard_family.Hazard(width=24))
     one = sample_prepared(spec, prepared, data_hash="one period", progress=False)
     by_end = hazard.cumulative_incidence(one).set_index("arm")
     binary = query.arm_means(outflow_fit)
@@ -263,8 +265,8 @@ def test_observed_curves_are_kaplan_meier_steps(hazard_fit, hazard_sim):
 
 
 def test_figures_and_stored_fit(hazard_fit, tmp_path):
-    written = save_figure(hazard.plot_cumulative_incidence(hazard_fit), tmp_path, "outflow_curves")
-    written += save_figure(hazard.plot_outflow_contrast(hazard_fit), tmp_path, "outflow_contrast")
+    written = save_figure(curve_plots.plot_cumulative_incidence(hazard_fit), tmp_path, "outflow_curves")
+    written += save_figure(curve_plots.plot_outflow_contrast(hazard_fit), tmp_path, "outflow_contrast")
     assert {p.suffix for p in written} == {".png", ".svg"} and all(p.stat().st_size > 1000 for p in written)
     loaded = bt.load(bt.save(hazard_fit, tmp_path / "hazard.nc"))
     assert loaded.spec.family == "hazard"
@@ -283,7 +285,7 @@ def test_new_town_curves_come_from_the_shared_new_town_posterior(hazard_fit):
     first = hazard.month_grid(hazard_fit)[0]
     grid = persons.drop(columns=TRIALS).assign(
         arm=pd.Categorical(["intensive"] * len(persons), categories=hazard_fit.data["arm"].cat.categories, ordered=True),
-        **hazard.time_columns(np.full(len(persons), first)))
+        **hazard_family.time_columns(np.full(len(persons), first)))
     predicted = hazard_fit.model.predict(query.new_town_posterior(hazard_fit, seed=7), kind="response_params",
                                          data=grid, inplace=False)
     monthly = predicted.posterior[hazard_fit.model.family.likelihood.parent].stack(sample=("chain", "draw"))

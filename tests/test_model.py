@@ -6,6 +6,7 @@ import pytest
 
 import bayes_trial as bt
 from bayes_trial.modelling import frames as model
+from bayes_trial.sampling import build as bambi_build
 
 
 def test_binary_outflow_is_aggregated_into_cells_that_keep_every_person(small_sim):
@@ -20,7 +21,7 @@ def test_binary_outflow_is_aggregated_into_cells_that_keep_every_person(small_si
 def test_control_arm_is_the_reference_level(small_sim):
     prepared = model.prepare(bt.load_spec("outflow"), small_sim.register)
     assert list(prepared.data["arm"].cat.categories)[0] == "control"
-    built = model.build(bt.load_spec("outflow"), prepared)
+    built = bambi_build.build(bt.load_spec("outflow"), prepared)
     assert "control" not in [str(level) for level in built.backend.model.coords["arm_dim"]]
 
 
@@ -57,12 +58,12 @@ def test_a_prior_for_an_unknown_term_lists_the_valid_terms(small_sim):
     spec = bt.load_spec("outflow").with_priors({"armm": bt.parse_prior("Normal(0, 1)")})
     prepared = model.prepare(spec, small_sim.register)
     with pytest.raises(bt.SpecError, match="armm.*arm"):
-        model.build(spec, prepared)
+        bambi_build.build(spec, prepared)
 
 
 def test_user_priors_reach_the_pymc_graph(small_sim):
     spec = bt.load_spec("outflow").with_priors({"arm": bt.parse_prior("Normal(0, 0.25)")})
-    table = model.pymc_priors(model.build(spec, model.prepare(spec, small_sim.register)), spec)
+    table = bambi_build.pymc_priors(bambi_build.build(spec, model.prepare(spec, small_sim.register)), spec)
     arm = table[table["term"] == "arm"].iloc[0]
     assert arm["distribution"].lower() == "normal" and arm["set_by"] == "user"
     assert np.isclose(pd.Series(arm["params"])["sigma"], 0.25)
@@ -73,7 +74,7 @@ CONSULTANT_DIM = "municipality:consultant_id__factor_dim"
 
 def _consultant_levels(spec_name: str, frame: pd.DataFrame) -> list[str]:
     spec = bt.load_spec(spec_name)
-    built = model.build(spec, model.prepare(spec, frame))
+    built = bambi_build.build(spec, model.prepare(spec, frame))
     return [str(level) for level in built.backend.model.coords[CONSULTANT_DIM]]
 
 
@@ -114,6 +115,6 @@ def test_persons_without_a_consultant_get_a_level_per_town_and_arm_never_shared_
 
 def test_a_prior_keyed_by_the_nested_term_name_reaches_it(small_sim):
     spec = bt.load_spec("outflow").with_priors({"1|municipality:consultant_id": bt.parse_prior("HalfNormal(0.2)")})
-    built = model.build(spec, model.prepare(spec, small_sim.register))
-    row = model.pymc_priors(built, spec).set_index("term").loc["1|municipality:consultant_id"]
+    built = bambi_build.build(spec, model.prepare(spec, small_sim.register))
+    row = bambi_build.pymc_priors(built, spec).set_index("term").loc["1|municipality:consultant_id"]
     assert row["set_by"] == "user" and row["params"]["sigma"] == pytest.approx(0.2)

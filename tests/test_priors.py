@@ -9,6 +9,7 @@ from scipy.stats import norm
 
 import bayes_trial as bt
 from bayes_trial.modelling import frames as model_mod
+from bayes_trial.sampling import build as bambi_build
 from bayes_trial.estimands import query
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.paths import MODELS_DIR
@@ -107,11 +108,11 @@ def test_a_prior_for_a_term_dropped_from_these_data_is_reported_unused(small_sim
 
 def test_the_guard_fails_when_the_model_has_another_prior_than_the_spec(small_sim):
     spec = bt.load_spec("outflow")
-    built = model_mod.build(spec, model_mod.prepare(spec, small_sim.register))
-    model_mod.check_priors_reached(built, spec)
+    built = bambi_build.build(spec, model_mod.prepare(spec, small_sim.register))
+    bambi_build.check_priors_reached(built, spec)
     changed = spec.with_priors({"arm": parse_prior("Normal(0, 2)")})
     with pytest.raises(SpecError, match="prior for 'arm' did not reach the PyMC model: asked Normal"):
-        model_mod.check_priors_reached(built, changed)
+        bambi_build.check_priors_reached(built, changed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ def test_build_refuses_a_prior_below_zero_for_a_standard_deviation(small_sim):
     """The same rule guards model building, which every fit goes through (Python API included)."""
     spec = bt.load_spec("job_applications").with_priors({"alpha": parse_prior("Normal(0, 1)")})
     with pytest.raises(SpecError, match="'alpha' is a standard deviation or dispersion"):
-        model_mod.build(spec, model_mod.prepare(spec, small_sim.survey))
+        bambi_build.build(spec, model_mod.prepare(spec, small_sim.survey))
 
 
 @pytest.mark.parametrize("text, fragment", [

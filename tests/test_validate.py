@@ -10,6 +10,7 @@ import pytest
 
 import bayes_trial as bt
 from bayes_trial.modelling import frames as model_mod
+from bayes_trial.sampling import build as bambi_build
 from bayes_trial.batch import validate
 
 FAST = {"draws": 150, "tune": 200, "chains": 2}
@@ -59,7 +60,7 @@ def test_sbc_ranks_true_values_among_posterior_draws(tmp_path, scheduler):
 
 def test_prior_draws_keep_thresholds_increasing_and_extend_stably(small_sim):
     spec = bt.load_spec("trust_item")
-    pymc_model = model_mod.build(spec, model_mod.prepare(spec, small_sim.survey)).backend.model
+    pymc_model = bambi_build.build(spec, model_mod.prepare(spec, small_sim.survey)).backend.model
     draws = validate.draw_prior(pymc_model, 12, seed=5)
     for values, outcome in draws:
         assert np.all(np.diff(values["threshold"]) > 0)
@@ -96,7 +97,7 @@ def test_true_values_line_up_with_posterior_labels(small_sim, wellbeing_fit, out
 
 
 def test_mixedlm_reference_agrees_with_the_posterior_on_fixed_effects(wellbeing_fit):
-    method, reference = validate.reference_estimates(wellbeing_fit.prepared, "control")
+    method, reference = validate.reference_estimates(wellbeing_fit.prepared, "control", wellbeing_fit.family)
     assert method == "MixedLM (REML)"
     draws = validate.parameter_draws(wellbeing_fit.idata.posterior, ["Intercept", "arm", "wave", "arm:wave", "sigma",
                                                                      "1|participant_id_sigma"])
@@ -108,7 +109,7 @@ def test_mixedlm_reference_agrees_with_the_posterior_on_fixed_effects(wellbeing_
 
 
 def test_binomial_glm_reference_is_the_pooled_log_odds_ratio(outflow_fit, small_sim):
-    method, reference = validate.reference_estimates(outflow_fit.prepared, "control")
+    method, reference = validate.reference_estimates(outflow_fit.prepared, "control", outflow_fit.family)
     assert method.startswith("GLM binomial")
     share = small_sim.register.groupby("arm")["outflow_work"].mean()
     assert reference["Intercept"]["estimate"] == pytest.approx(logit(share["control"]), abs=1e-6)

@@ -50,7 +50,7 @@ import xarray as xr
 
 from bayes_trial.core.errors import DataError, SpecError
 from bayes_trial.plots.figures import save_figure_as
-from bayes_trial.estimands.query import DEFAULT_INTERVAL, summarise_draws
+from bayes_trial.core.summaries import DEFAULT_INTERVAL, summarise_draws
 
 SAMPLERS = ("nutpie", "pymc")
 # Eight schools with the non-centred model still gives a few divergences at nutpie's default 0.8;

@@ -34,7 +34,7 @@ from bayes_trial.core.errors import DataError, SpecError
 from bayes_trial.core.paths import PROJECT_ROOT
 from bayes_trial.aggregate.pooling import check_counts, format_pooling_summary, plot_forest, pool, pooling_summary
 from bayes_trial.plots.figures import save_figure_as
-from bayes_trial.estimands.query import DEFAULT_INTERVAL, summarise_draws
+from bayes_trial.core.summaries import DEFAULT_INTERVAL, summarise_draws
 
 PUBLISHED_DIR = PROJECT_ROOT / "data" / "published"
 PUBLISHED_TABLES = ("eight_schools", "oss_outflow", "oss_response", "town_effects")

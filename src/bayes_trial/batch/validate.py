@@ -32,7 +32,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayes_trial.families.base import Family
 from bayes_trial.modelling import frames as model_mod
+from bayes_trial.sampling import build as bambi_build
 from bayes_trial.batch.engine import Task, run_batch
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.paths import write_atomic
@@ -169,7 +171,7 @@ def _compiled_for(structure_key: str, spec_json: str, prepared: model_mod.Prepar
         import nutpie
         import pytensor
 
-        pymc_model = model_mod.build(spec_from_json(spec_json), prepared).backend.model
+        pymc_model = bambi_build.build(spec_from_json(spec_json), prepared).backend.model
         outcome = pymc_model.observed_RVs[0]
         value = pymc_model.rvs_to_values[outcome]
         # The likelihood reads the observed values through this mapping when the model is compiled;
@@ -282,7 +284,7 @@ def sbc(spec: ModelSpec | str, design: dict | str, sims: int = 100, *, out: str 
     settings = {**spec.sampler, **SBC_SETTINGS, **{k: v for k, v in sampler_settings.items() if v is not None}}
     spec = spec.with_sampler(**settings)
     prepared = model_mod.prepare(spec, model_frame(spec, simulate(design, seed=seed)))
-    pymc_model = model_mod.build(spec, prepared).backend.model
+    pymc_model = bambi_build.build(spec, prepared).backend.model
     names = ranked_parameters(pymc_model)
     key = _structure_key(spec, prepared)
     tasks = []
@@ -438,16 +440,16 @@ def true_values(spec: ModelSpec, truth: dict, labels: list[str]) -> dict[str, fl
     return out
 
 
-def reference_estimates(prepared: model_mod.PreparedData, control_arm: str) -> tuple[str, dict[str, dict]]:
+def reference_estimates(prepared: model_mod.PreparedData, control_arm: str, family: Family) -> tuple[str, dict[str, dict]]:
     """Frequentist estimates keyed like the posterior labels: (method, {label: {estimate, se}}).
 
     Gaussian: statsmodels MixedLM (REML) with town as the group and every other group term of
     the formula as a variance component nested in town. Binomial cells: a GLM of outflow on arm,
     which estimates population-averaged log-odds (see `reference_table`). Other families: none.
     """
-    if prepared.family == "gaussian":
+    if family.reference == "mixedlm":
         return "MixedLM (REML)", _mixedlm(prepared, control_arm)
-    if prepared.family == "binomial":
+    if family.reference == "glm" and prepared.aggregated:
         return "GLM binomial (logit), arm only", _binomial_glm(prepared)
     return "none", {}
 
@@ -570,8 +572,8 @@ def recovery_fit(spec_json: str, design: dict, seed: int, settings: dict, refere
     truth = true_values(spec, sim.truth, list(draws))
     mcse = parameter_draws(az.mcse(posterior[names]).expand_dims(chain=[0], draw=[0]), names)
     ess = parameter_draws(az.ess(posterior[names]).expand_dims(chain=[0], draw=[0]), names)
-    method, ref = reference_estimates(fit.prepared, spec.control_arm) if reference else ("none", {})
-    averaged = population_averaged(draws, spec.control_arm) if fit.prepared.family == "binomial" else {}
+    method, ref = reference_estimates(fit.prepared, spec.control_arm, fit.family) if reference else ("none", {})
+    averaged = population_averaged(draws, spec.control_arm) if fit.family.link == "logit" and fit.prepared.aggregated else {}
     rows = []
     for label in truth:
         values = draws[label]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,8 @@ from scipy import stats as sps
 from bambi.utils import get_aliased_name
 
 from bayes_trial.sampling.fit import Fit, expected_response
-from bayes_trial.estimands.query import DEFAULT_INTERVAL
+from bayes_trial.core.summaries import DEFAULT_INTERVAL
+from bayes_trial.families.base import Statistic
 
 MIN_CELL = 10
 MAX_DRAWS = 1000
@@ -31,9 +32,6 @@ MAX_DRAWS = 1000
 PPP_LIMITS = (0.05, 0.95)
 PERSON_ID = "participant_id"
 GROUP_COLUMNS = ("arm", "wave", "municipality")
-
-# A test statistic maps outcomes (..., rows) and the persons behind each row (rows,) to (...).
-Statistic = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -77,42 +75,9 @@ def posterior_predictive(fit: Fit, *, max_draws: int = MAX_DRAWS, seed: int | No
     return Predictive(idata, variable, replicated.astype(float), observed.to_numpy(dtype=float), fit.prepared.weights)
 
 
-def _share(condition: Callable[[np.ndarray], np.ndarray]) -> Statistic:
-    return lambda values, weights: (condition(values) * weights).sum(-1) / weights.sum()
-
-
-def _mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    return values.mean(-1)
-
-
-def _sd(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    return values.std(-1, ddof=1)
-
-
-def _proportion(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    return values.sum(-1) / weights.sum()
-
-
 def statistics_for(fit: Fit) -> dict[str, Statistic]:
     """The test statistics that suit the fit's family, by name."""
-    family = fit.prepared.family
-    if family in ("binomial", "bernoulli"):
-        return {"proportion": _proportion}
-    found = {"mean": _mean, "sd": _sd}
-    if family == "negativebinomial":
-        found["share of zeros"] = _share(lambda v: v == 0)
-    elif family == "cumulative":
-        levels = list(fit.data[fit.prepared.response].cat.categories)
-        low, high = float(levels[0]), float(levels[-1])
-        found[f"share = {low:g}"] = _share(lambda v: v == low)
-        found[f"share = {high:g}"] = _share(lambda v: v == high)
-    elif family == "gaussian":
-        low, high = fit.spec.bounds
-        if low is not None:
-            found[f"share <= {low:g}"] = _share(lambda v: v <= low)
-        if high is not None:
-            found[f"share >= {high:g}"] = _share(lambda v: v >= high)
-    return found
+    return fit.family.ppc_statistics(fit.spec, fit.categories)
 
 
 def _groupings(data: pd.DataFrame) -> list[tuple[str, list[str]]]:
@@ -282,18 +247,18 @@ def _plot_distribution(fit: Fit, predictive: Predictive, min_cell: int):
     """Observed against replicated distribution; None for binary outcomes (see the group figure)."""
     from matplotlib.figure import Figure
 
-    family = fit.prepared.family
-    if family in ("binomial", "bernoulli"):
+    kind = fit.family.ppc_distribution()
+    if kind is None:
         return None, ""
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.subplots()
-    if family == "gaussian":
+    if kind == "density":
         az.plot_ppc(predictive.idata, var_names=[predictive.variable], num_pp_samples=100, ax=ax,
                     random_seed=fit.spec.sampler.get("seed"), legend=True)
         _tidy_arviz_axes(ax, f"{fit.spec.outcome} ({fit.spec.outcome_unit})", "density")
         ax.set_title("Observed distribution against 100 replicated data sets", fontsize=10)
         return fig, f"density of observed {fit.spec.outcome} against 100 replicated data sets"
-    values, labels = _frequency_bins(predictive.observed, family, fit, min_cell)
+    values, labels = fit.family.frequency_values(predictive.observed, fit.categories, min_cell)
     observed = _frequencies(predictive.observed[None, :], values)[0]
     replicated = _frequencies(predictive.draws, values)
     tail = (1 - DEFAULT_INTERVAL) / 2
@@ -305,8 +270,7 @@ def _plot_distribution(fit: Fit, predictive: Predictive, min_cell: int):
                 color="C0", markersize=4, capsize=2, label=f"replicated: mean and {DEFAULT_INTERVAL:.0%} interval")
     ax.set_xticks(x, labels, fontsize=8, rotation=0 if len(x) <= 15 else 90)
     ax.set_xlabel(f"{fit.spec.outcome} ({fit.spec.outcome_unit})")
-    if family == "negativebinomial":
-        # A rootogram's square-root axis keeps the rare large counts visible beside the many zeros.
+    if fit.family.square_root_axis():
         ax.set_yscale("function", functions=(np.sqrt, np.square))
         ax.set_ylabel("responses (square-root scale)")
     else:
@@ -315,17 +279,6 @@ def _plot_distribution(fit: Fit, predictive: Predictive, min_cell: int):
     ax.set_title(f"Observed against replicated frequencies{note}", fontsize=10)
     ax.legend(fontsize=8)
     return fig, f"frequencies of {fit.spec.outcome}: observed bars against replicated means and intervals"
-
-
-def _frequency_bins(observed: np.ndarray, family: str, fit: Fit, min_cell: int) -> tuple[np.ndarray, list[str]]:
-    """Values to count; for counts the top bin pools the tail so that it holds at least `min_cell`."""
-    if family == "cumulative":
-        levels = np.asarray(fit.data[fit.prepared.response].cat.categories, dtype=float)
-        return levels, [f"{v:g}" for v in levels]
-    ordered = np.sort(observed)[::-1]
-    cap = int(ordered[min(min_cell, len(ordered)) - 1])
-    values = np.arange(0, cap + 1, dtype=float)
-    return values, [f"{v:g}" for v in values[:-1]] + [f"≥{cap}"]
 
 
 def _frequencies(samples: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -21,14 +21,13 @@ import pandas as pd
 import xarray as xr
 
 from bayes_trial.modelling import frames as model_mod
+from bayes_trial.sampling import build as bambi_build
 from bayes_trial.estimands import query
 from bayes_trial.core.errors import SpecError
+from bayes_trial.families import registry
 from bayes_trial.sampling.fit import Fit
 from bayes_trial.modelling.spec import ModelSpec, check_prior_for_term
 
-# Spec families that Bambi knows under another name.
-_BAMBI_FAMILY = {"hazard": "binomial"}
-PRIOR_CHECK_FAMILIES = ("gaussian", "bernoulli", "cumulative", "negativebinomial")
 # Prior predictive values kept for the figure's histogram (pooled over rows and draws).
 PREDICTED_SAMPLE = 20_000
 DEFAULT_NOTE = "default (Bambi scales it to the data; give data to see it)"
@@ -53,8 +52,9 @@ def prior_terms(spec: ModelSpec) -> list[str]:
         description = formulae.model_description(spec.formula)
     except Exception as exc:  # formulae raises many types for bad formulas
         raise SpecError(f"model {spec.name!r}: cannot read formula {spec.formula!r}: {str(exc).splitlines()[0]}") from None
-    family = get_builtin_family(_BAMBI_FAMILY.get(spec.family, spec.family))
-    terms = [term.name for term in description.terms if not (spec.family == "cumulative" and term.name == "Intercept")]
+    ours = registry.get(spec.family)
+    family = get_builtin_family(ours.bambi_name)
+    terms = [term.name for term in description.terms if ours.has_intercept or term.name != "Intercept"]
     auxiliary = [p for p in family.likelihood.params if p != family.likelihood.parent]
     return terms + auxiliary
 
@@ -122,7 +122,7 @@ def prior_table(spec: ModelSpec, frame: pd.DataFrame | None = None) -> pd.DataFr
         ]
         return pd.DataFrame(rows)
     prepared = model_mod.prepare(spec, frame)
-    graph = model_mod.pymc_priors(model_mod.build(spec, prepared), spec)
+    graph = bambi_build.pymc_priors(bambi_build.build(spec, prepared), spec)
     rows = []
     for record in graph.to_dict("records"):
         distribution, params = _user_form(record["distribution"], record["params"])
@@ -153,7 +153,7 @@ def format_prior_table(table: pd.DataFrame) -> str:
 
 def mean_unit(spec: ModelSpec) -> str:
     """Unit of an arm's mean outcome: a percentage for binary outcomes, else the outcome's unit."""
-    return "%" if spec.family == "bernoulli" else spec.outcome_unit
+    return registry.get(spec.family).mean_unit(spec)
 
 
 def outcome_draws(fit: Fit) -> dict[str, dict[tuple[str, Any], np.ndarray]]:
@@ -248,20 +248,9 @@ def _sample_prior(bmb_model, draws: int, seed: int) -> tuple[xr.Dataset, np.ndar
 def _share_rows(spec: ModelSpec, prepared: model_mod.PreparedData, predicted: np.ndarray,
                 interval: float) -> list[dict[str, Any]]:
     """Shares of predicted outcomes (per draw, over model rows) by arm and wave, in percent."""
-    events = {}
-    lower, upper = spec.bounds
-    if spec.family == "gaussian" and (lower is not None or upper is not None):
-        low = -np.inf if lower is None else lower
-        high = np.inf if upper is None else upper
-        events[f"predicted share outside {_number(low)}-{_number(high)}"] = (predicted < low) | (predicted > high)
-    elif spec.family == "negativebinomial":
-        events["predicted share of zeros"] = predicted == 0
-        if upper is not None:
-            events[f"predicted share above {_number(upper)}"] = predicted > upper
-    elif spec.family == "cumulative":
-        # PyMC's categorical draws are category positions; report them as the outcome's values.
-        for position, level in enumerate(prepared.data[spec.outcome].cat.categories):
-            events[f"predicted share in category {level}"] = predicted == position
+    categories = prepared.data[spec.outcome].cat.categories if isinstance(
+        prepared.data[spec.outcome].dtype, pd.CategoricalDtype) else None
+    events = registry.get(spec.family).prior_events(spec, predicted, categories)
     if not events:
         return []
     data = prepared.data
@@ -291,7 +280,7 @@ def prior_fit(spec: ModelSpec, frame: pd.DataFrame, draws: int = 500, seed: int 
     seed = spec.sampler["seed"] if seed is None else seed
     check_priors(spec)
     prepared = model_mod.prepare(spec, frame)
-    bmb_model = model_mod.build(spec, prepared)
+    bmb_model = bambi_build.build(spec, prepared)
     parameters, predicted, notes = _sample_prior(bmb_model, draws, seed)
     outcome = xr.Dataset({prepared.response: (("chain", "draw", "__obs__"), predicted[np.newaxis])})
     fit = Fit(spec, prepared, az.InferenceData(posterior=parameters, prior_predictive=outcome),
@@ -309,8 +298,9 @@ def prior_check(spec: ModelSpec, frame: pd.DataFrame, draws: int = 500, seed: in
     scores, counts and ordinal items the share of predicted outcomes outside the scale, of zeros,
     or in each category, per arm and over all rows ("all").
     """
-    if spec.family not in PRIOR_CHECK_FAMILIES:
-        raise SpecError(f"model {spec.name!r}: prior checks cover the families {', '.join(PRIOR_CHECK_FAMILIES)}, "
+    if not registry.get(spec.family).prior_checkable:
+        checkable = [family.name for family in registry.families() if family.prior_checkable]
+        raise SpecError(f"model {spec.name!r}: prior checks cover the families {', '.join(checkable)}, "
                         f"not {spec.family!r}")
     fit = prior_fit(spec, frame, draws, seed)
     predicted = fit.idata.prior_predictive[fit.prepared.response].to_numpy()[0]
@@ -348,7 +338,8 @@ def plot_prior_check(result: PriorCheck, out_dir: str | os.PathLike) -> list[Pat
     last_wave = summary["wave"].dropna().max() if summary["wave"].notna().any() else None
     at_wave = f" at wave {int(last_wave)}" if last_wave is not None else ""
     shares = summary[summary["quantity"].str.startswith("predicted share")]
-    panels = 3 if spec.family in ("gaussian", "negativebinomial", "cumulative") else 2
+    third = registry.get(spec.family).prior_predicted_panel()
+    panels = 2 if third is None else 3
     fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 3.8))
     arm_names = [arm for arm, wave in result.draws["mean"] if wave == last_wave]
     colours = arm_colours(arm_names)
@@ -366,7 +357,7 @@ def plot_prior_check(result: PriorCheck, out_dir: str | os.PathLike) -> list[Pat
     axes[1].set_xlabel(f"effect against {spec.control_arm} ({spec.outcome_unit})")
     axes[1].set_title(f"Arm effects{at_wave}", fontsize=10)
     axes[1].legend(fontsize=8)
-    if spec.family == "cumulative":
+    if third == "categories":
         overall = shares[shares["arm"] == "all"]
         levels = [q.rsplit(" ", 1)[1] for q in overall["quantity"]]
         axes[2].bar(levels, overall["mean"], yerr=[overall["mean"] - overall["lower"], overall["upper"] - overall["mean"]],

@@ -111,7 +111,7 @@ def print_estimands(fit) -> None:
     print(f"\n{fit.spec.name}: {fit.spec.description or fit.spec.outcome}")
     for note in fit.prepared.notes:
         print(f"  note: {note}")
-    if fit.spec.family == "hazard":
+    if fit.family.over_time:
         from bayes_trial.estimands.curves import format_outflow
 
         print(format_outflow(fit))
@@ -195,7 +195,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     diagnosis = diagnose.diagnose(fit)
     if args.strict and not diagnosis.passed:
         raise BayesTrialError(f"{args.fit}: diagnostics FAIL ({'; '.join(diagnosis.failed)}); --strict refuses to answer")
-    if fit.spec.family == "hazard":
+    if fit.family.over_time:
         return _query_hazard(fit, args, diagnosis)
     if args.month:
         raise BayesTrialError(f"{args.fit}: --month needs a discrete-time hazard fit (this is a {fit.spec.family} model)")

@@ -1,11 +1,4 @@
-"""Outflow over time: discrete-time hazard models on person-months, and their answers.
-
-The register gives each person's month of outflow to work (`months_to_outflow`, empty if none)
-and length of follow-up (`months_followed`). A discrete-time hazard model asks, month by month,
-how many of those still on benefit leave for work. Its data are counts at risk and events per
-month and cell (arm x town x consultant x ... ), built straight from one row per person, so the
-cost follows months x cells, not persons x months. People who never leave are at risk up to
-their last month followed (censored), not dropped.
+"""Outflow over time: the answers of a discrete-time hazard fit (see `families.hazard` for its data).
 
 Answers are on the scale people use: the cumulative share who left for work by month m, per arm,
 from g-computation over the observed population (every person given each arm in turn, with their
@@ -15,111 +8,16 @@ month by which half (or another share) have left.
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from bayes_trial.data.contract import validate_register  # noqa: E402
-from bayes_trial.core.errors import DataError, SpecError  # noqa: E402
-from bayes_trial.plots.figures import arm_colours  # noqa: E402
-from bayes_trial.sampling.fit import Fit, expected_response  # noqa: E402
-from bayes_trial.modelling.frames import TRIALS, PreparedData, _drop_uninformed_terms, arm_levels, formula_columns, model_rows  # noqa: E402
-from bayes_trial.estimands.query import (DEFAULT_INTERVAL, MIN_CELL, NEW_MUNICIPALITY, arms_by_town, is_new_town,  # noqa: E402
+from bayes_trial.core.errors import SpecError
+from bayes_trial.families.base import TRIALS
+from bayes_trial.families.hazard import TIME_COLUMNS, time_columns
+from bayes_trial.sampling.fit import Fit, expected_response
+from bayes_trial.modelling.frames import arm_levels
+from bayes_trial.estimands.query import (DEFAULT_INTERVAL, MIN_CELL, NEW_MUNICIPALITY, arms_by_town, is_new_town,
                     new_town_posterior, new_town_problem, summarise_draws)
-from bayes_trial.modelling.spec import ModelSpec  # noqa: E402
-
-MONTH_COLUMNS = ("months_to_outflow", "months_followed")
-# Columns made by the person-month expansion that a formula may use: the month (period end; as a
-# group factor it gives partially pooled month effects), years since the start ((month - 1) / 12,
-# so that an arm's main effect is its effect in month 1) and log(month) for an early steep fall.
-TIME_COLUMNS = ("month", "years", "log_month")
-
-
-# ---------------------------------------------------------------------------------------------
-# Data: persons -> counts at risk and events per period x cell
-# ---------------------------------------------------------------------------------------------
-
-
-def time_columns(month: np.ndarray) -> dict[str, np.ndarray]:
-    """The time columns of TIME_COLUMNS for period-end months."""
-    month = np.asarray(month, dtype=np.int64)
-    return {"month": month, "years": (month - 1) / 12.0, "log_month": np.log(month)}
-
-
-def last_period(frame: pd.DataFrame, event: str, width: int = 1) -> np.ndarray:
-    """Each person's last period at risk: the period of outflow, else the last period followed.
-
-    Months are counted from the start; an outflow in (m-1, m] falls in month m (month 0 in month 1).
-    """
-    months = np.where(frame[event].to_numpy() == 1, frame["months_to_outflow"].to_numpy(dtype=float),
-                      frame["months_followed"].to_numpy(dtype=float))
-    return np.maximum(np.ceil(np.ceil(months) / width), 1).astype(np.int64)
-
-
-def person_months(persons: pd.DataFrame, by: list[str], *, event: str = "outflow_work", width: int = 1) -> pd.DataFrame:
-    """Counts at risk (`n_trials`) and events (`event`) per period and cell of `by`.
-
-    `persons` has one row per person with `event` (0/1), `months_to_outflow` and `months_followed`
-    (validated: see `data.validate_register`). Periods are `width` months long; `month` is a
-    period's last month. Built from per-cell histograms of each person's last period, never
-    from person-month rows.
-    """
-    if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-        raise SpecError(f"period width must be a positive whole number of months, got {width!r}")
-    last = last_period(persons, event, width)
-    periods = int(last.max())
-    cell_of = persons.groupby(by, observed=True, sort=True).ngroup().to_numpy() if by else np.zeros(len(persons), int)
-    n_cells = int(cell_of.max()) + 1
-    exits = np.zeros((n_cells, periods))
-    events = np.zeros((n_cells, periods))
-    np.add.at(exits, (cell_of, last - 1), 1)
-    left = persons[event].to_numpy() == 1
-    np.add.at(events, (cell_of[left], last[left] - 1), 1)
-    at_risk = exits[:, ::-1].cumsum(axis=1)[:, ::-1]
-    cells = (persons[by].iloc[np.unique(cell_of, return_index=True)[1]].reset_index(drop=True)
-             if by else pd.DataFrame(index=range(1)))
-    month_ends = np.minimum(np.arange(1, periods + 1) * width, int(np.ceil(persons["months_followed"].max())))
-    long = cells.loc[np.repeat(np.arange(n_cells), periods)].reset_index(drop=True)
-    for name, values in time_columns(np.tile(month_ends, n_cells)).items():
-        long[name] = values
-    long[event] = events.ravel().astype(np.int64)
-    long[TRIALS] = at_risk.ravel().astype(np.int64)
-    return long.loc[long[TRIALS] > 0].reset_index(drop=True)
-
-
-def _register_persons(frame: pd.DataFrame, where: str, control_arm: str) -> pd.DataFrame:
-    missing = [c for c in MONTH_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError(f"{where}: a hazard model needs column(s) {', '.join(missing)} in the register data "
-                        "(months from the start to outflow, empty if none; months followed)")
-    return validate_register(frame, source=where, control_arm=control_arm)
-
-
-def prepare(spec: ModelSpec, frame: pd.DataFrame, *, width: int = 1) -> PreparedData:
-    """Counts at risk and events per month x cell for a `family = "hazard"` spec.
-
-    The cells are the formula's person-level columns (arm, municipality, consultant_id, stock,
-    ...); the formula may use the time columns `month`, `years` and `log_month`. With `width` equal to the
-    longest follow-up there is one period and the model is the binary outflow model.
-    """
-    if spec.table != "register":
-        raise SpecError(f"model {spec.name!r}: a hazard model reads the register table, not {spec.table!r}")
-    persons = _register_persons(frame, f"model {spec.name!r}", spec.control_arm)
-    columns = [c for c in formula_columns(spec.formula) if c not in TIME_COLUMNS]
-    data, notes = model_rows(spec, persons, columns + ["months_followed"], carry=("months_to_outflow",))
-    cells = person_months(data, columns, event=spec.outcome, width=width)
-    formula, dropped_notes, dropped = _drop_uninformed_terms(spec.formula, cells)
-    notes.extend(dropped_notes)
-    person_periods = int(last_period(data, spec.outcome, width).sum())
-    notes.append(f"{len(data)} persons ({person_periods} person-{'months' if width == 1 else 'periods'} at risk) "
-                 f"aggregated into {len(cells)} cells of {' x '.join(['month', *columns])}")
-    rhs = formula.split("~", 1)[1]
-    return PreparedData(cells, f"p({spec.outcome}, {TRIALS}) ~{rhs}", "binomial", spec.outcome, True,
-                        tuple(notes), tuple(dropped))
-
 
 # ---------------------------------------------------------------------------------------------
 # Answers: cumulative outflow curves by g-computation
@@ -144,7 +42,7 @@ def population(fit: Fit) -> pd.DataFrame:
     return first.groupby(person_columns, observed=True, sort=True)[TRIALS].sum().reset_index()
 
 
-def _arms(fit: Fit) -> list[str]:
+def arm_names(fit: Fit) -> list[str]:
     return list(fit.data["arm"].cat.categories)
 
 
@@ -166,8 +64,8 @@ def curve_draws(fit: Fit, persons: pd.DataFrame | None = None, *, new_town: bool
         grid[name] = values
     idata = new_town_posterior(fit, seed=seed) if new_town else fit.idata
     curves = {}
-    for arm in arms or _arms(fit):
-        grid["arm"] = pd.Categorical([arm] * len(grid), categories=_arms(fit), ordered=True)
+    for arm in arms or arm_names(fit):
+        grid["arm"] = pd.Categorical([arm] * len(grid), categories=arm_names(fit), ordered=True)
         hazard = expected_response(fit, idata, grid).stack(sample=("chain", "draw"))
         hazard = hazard.transpose("sample", "__obs__").to_numpy()
         incidence = 1 - np.cumprod(1 - hazard.reshape(-1, len(persons), grid_months.size), axis=2)
@@ -186,7 +84,7 @@ def _groups(fit: Fit, by: str | None, municipality: str | None) -> list[tuple[di
         raise SpecError(f"query: --by {by!r} is not supported for outflow curves (expected municipality)")
     persons = population(fit)
     if by is None and municipality is None:
-        return [({}, persons, False, _arms(fit))]
+        return [({}, persons, False, arm_names(fit))]
     towns = sorted(pd.unique(persons["municipality"])) + [NEW_MUNICIPALITY] if by == "municipality" else [municipality]
     ran = arms_by_town(fit)
     groups = []
@@ -198,7 +96,7 @@ def _groups(fit: Fit, by: str | None, municipality: str | None) -> list[tuple[di
                 continue
             if problem:
                 raise SpecError(f"query: {problem}")
-            groups.append(({"municipality": NEW_MUNICIPALITY}, persons, True, _arms(fit)))
+            groups.append(({"municipality": NEW_MUNICIPALITY}, persons, True, arm_names(fit)))
         elif town in set(persons["municipality"]):
             groups.append(({"municipality": town}, persons[persons["municipality"] == town], False, ran[str(town)]))
         else:
@@ -382,48 +280,6 @@ def observed_curves(data: Fit | pd.DataFrame, *, by: str | None = None, control_
     return counts.loc[shown, [*group, "month", "at_risk", "cumulative"]].reset_index(drop=True)
 
 
-def plot_cumulative_incidence(fit: Fit, *, interval: float = DEFAULT_INTERVAL, min_cell: int = MIN_CELL):
-    """Posterior curves with bands per arm, against the observed Kaplan-Meier style steps."""
-    curves = cumulative_incidence(fit, interval=interval)
-    observed = observed_curves(fit, min_cell=min_cell)
-    colours = arm_colours(_arms(fit))
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for arm, curve in curves.groupby("arm", sort=False):
-        month = np.concatenate([[0], curve["month"]])
-        ax.fill_between(month, np.concatenate([[0], curve["lower"]]), np.concatenate([[0], curve["upper"]]),
-                        color=colours[arm], alpha=0.2, lw=0)
-        ax.plot(month, np.concatenate([[0], curve["mean"]]), color=colours[arm], label=f"{arm} (model)")
-        steps = observed[observed["arm"] == arm]
-        ax.step(np.concatenate([[0], steps["month"]]), np.concatenate([[0], steps["cumulative"]]), where="post",
-                color=colours[arm], lw=1, ls="--", label=f"{arm} (observed)")
-    ax.set_xlabel("months since start")
-    ax.set_ylabel("left for paid work (%)")
-    ax.set_title(f"{fit.spec.name}: cumulative outflow by arm, {interval:.0%} interval")
-    ax.set_xlim(0, curves["month"].max())
-    ax.set_ylim(bottom=0)
-    ax.legend(loc="upper left", fontsize=8, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def plot_outflow_contrast(fit: Fit, *, interval: float = DEFAULT_INTERVAL):
-    """Each arm against control over the months, in percentage points, with its band."""
-    table = contrasts_at(fit, month_grid(fit), interval=interval)
-    colours = arm_colours(_arms(fit))
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    for contrast, rows in table.groupby("contrast", sort=False):
-        arm = contrast.split(" - ")[0]
-        ax.fill_between(rows["month"], rows["lower"], rows["upper"], color=colours[arm], alpha=0.2, lw=0)
-        ax.plot(rows["month"], rows["mean"], color=colours[arm], label=contrast)
-    ax.axhline(0, color="black", lw=0.8, ls="--")
-    ax.set_xlabel("months since start")
-    ax.set_ylabel("difference in % left for paid work (pp)")
-    ax.set_title(f"{fit.spec.name}: difference from {fit.spec.control_arm} over time, {interval:.0%} interval")
-    ax.legend(loc="best", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def contrast_hypothesis(fit: Fit, expression: str, months: list[int] = (12, 16, 24), *, by: str | None = None,
                         municipality: str | None = None, interval: float = DEFAULT_INTERVAL,
                         curves: GroupCurves | None = None) -> pd.DataFrame:
@@ -436,7 +292,7 @@ def contrast_hypothesis(fit: Fit, expression: str, months: list[int] = (12, 16, 
     """
     from bayes_trial.estimands.query import COMPARISONS, missing_arms_note, parse_hypothesis
 
-    parsed = parse_hypothesis(expression, _arms(fit), "pp")
+    parsed = parse_hypothesis(expression, arm_names(fit), "pp")
     wanted = [arm for arm, weight in parsed.weights.items() if weight != 0]
     index = _month_index(fit, list(months))
     grid = month_grid(fit)

@@ -9,7 +9,6 @@ probability over the observed data, in percentage points: not a log-odds coeffic
 from __future__ import annotations
 
 import ast
-import math
 import operator
 import re
 from dataclasses import dataclass
@@ -18,14 +17,9 @@ import numpy as np
 import pandas as pd
 
 from bayes_trial.core.errors import SpecError
+from bayes_trial.core.summaries import DEFAULT_INTERVAL, MIN_CELL, MIN_CELL_FLOOR, summarise_draws  # noqa: F401  (part of this module's API)
 from bayes_trial.sampling.fit import Fit, expected_response
 from bayes_trial.modelling.frames import ID_COLUMNS, TRIALS
-
-DEFAULT_INTERVAL = 0.9
-# Disclosure control: no observed figure is shown for fewer persons than this (never below the floor).
-MIN_CELL = 10
-MIN_CELL_FLOOR = 5
-
 
 def population(fit: Fit) -> pd.DataFrame:
     """The persons (or binomial cells) over which predictions are averaged: one row per participant."""
@@ -152,17 +146,8 @@ def _expected_outcome(fit: Fit, frame: pd.DataFrame, new_town: bool = False) -> 
     """Posterior draws (chain*draw, rows) of each row's expected outcome on the outcome scale."""
     idata = new_town_posterior(fit) if new_town else fit.idata
     values = expected_response(fit, idata, frame, random_seed=_seed(fit))
-    if fit.prepared.family == "cumulative":
-        category_dim = [d for d in values.dims if d not in ("chain", "draw", "__obs__")][0]
-        levels = np.asarray(fit.data[fit.spec.outcome].cat.categories, dtype=float)
-        values = (values * _levels_array(values, category_dim, levels)).sum(category_dim)
+    values = fit.family.expected_outcome(values, fit.categories)
     return values.stack(sample=("chain", "draw")).transpose("sample", "__obs__").to_numpy()
-
-
-def _levels_array(values, dim: str, levels: np.ndarray):
-    import xarray as xr
-
-    return xr.DataArray(levels, dims=(dim,), coords={dim: values[dim]})
 
 
 def _counterfactual_copies(fit: Fit, frame: pd.DataFrame, assignments: list[dict]) -> pd.DataFrame:
@@ -219,7 +204,7 @@ def observed_means(fit: Fit, by: list[str], min_cell: int = MIN_CELL) -> pd.Data
 
 def scale_factor(fit: Fit) -> float:
     """Probabilities are reported in percentage points, scores in their own units."""
-    return 100.0 if fit.spec.family == "bernoulli" else 1.0
+    return fit.family.scale
 
 
 def arms(fit: Fit) -> list[str]:
@@ -228,16 +213,6 @@ def arms(fit: Fit) -> list[str]:
 
 def waves(fit: Fit) -> list[int]:
     return list(fit.data["wave"].cat.categories) if "wave" in fit.data else []
-
-
-def summarise_draws(draws: np.ndarray, interval: float = DEFAULT_INTERVAL) -> dict[str, float]:
-    """Mean, median, equal-tailed interval and P(> 0) of a vector of draws."""
-    tail = (1 - interval) / 2
-    lower, upper = np.quantile(draws, [tail, 1 - tail])
-    return {
-        "mean": float(np.mean(draws)), "median": float(np.median(draws)), "sd": float(np.std(draws, ddof=1)),
-        "lower": float(lower), "upper": float(upper), "p_gt_0": float(np.mean(draws > 0)),
-    }
 
 
 def arm_means(fit: Fit, *, wave: int | None = None) -> dict[str, np.ndarray]:
@@ -279,14 +254,7 @@ def wave_effects(fit: Fit, interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
 
 def residual_variance(fit: Fit) -> np.ndarray | float:
     """Observation-level variance on the latent (link) scale, for variance shares."""
-    posterior = fit.idata.posterior
-    if fit.prepared.family == "gaussian":
-        return posterior["sigma"].to_numpy().ravel() ** 2
-    if fit.prepared.family == "negativebinomial":
-        # Nakagawa, Johnson & Schielzeth (2017): log(1 + 1/mu + 1/alpha) for the log link.
-        mean = float(np.mean(fit.data[fit.spec.outcome].astype(float)))
-        return np.log1p(1 / max(mean, 1e-9) + 1 / posterior["alpha"].to_numpy().ravel())
-    return math.pi**2 / 3  # logistic latent residual of logit-link families
+    return fit.family.latent_variance(fit.idata.posterior, fit.data[fit.spec.outcome])
 
 
 def variance_components(fit: Fit, interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
@@ -307,8 +275,9 @@ def variance_components(fit: Fit, interval: float = DEFAULT_INTERVAL) -> pd.Data
             rows.append({"parameter": f"SD {term}", **summarise_draws(draws, interval)})
             if term.startswith("1|"):
                 intercept_variances[term] = draws**2
-    if fit.prepared.family == "gaussian":
-        rows.append({"parameter": "SD residual", **summarise_draws(posterior["sigma"].to_numpy().ravel(), interval)})
+    if fit.family.residual_sd is not None:
+        rows.append({"parameter": "SD residual",
+                     **summarise_draws(posterior[fit.family.residual_sd].to_numpy().ravel(), interval)})
     consultant = [t for t in intercept_variances if "consultant" in t]
     if consultant:
         total = sum(intercept_variances.values()) + residual_variance(fit)

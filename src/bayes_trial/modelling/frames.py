@@ -1,4 +1,4 @@
-"""From validated data and a spec to a built Bambi model.
+"""From validated data and a spec to model-ready rows (the Bambi model is built in `sampling.build`).
 
 `prepare` turns trial rows into model-ready data: factors in a fixed order (the control arm first, so
 that Bambi's treatment coding compares every arm with control), binary outcomes aggregated into
@@ -19,44 +19,21 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
 
-import bambi as bmb
 import numpy as np
 import pandas as pd
 
 from bayes_trial.data.contract import SOURCE_ATTR, missing_outcome_counts
 from bayes_trial.core.errors import DataError, SpecError
-from bayes_trial.modelling.spec import ModelSpec, check_prior_for_term
+from bayes_trial.families import registry
+from bayes_trial.families.base import TRIALS, Family, PreparedData
+from bayes_trial.modelling.spec import ModelSpec
 
-TRIALS = "n_trials"
 NO_CONSULTANT = "none"
 ID_COLUMNS = ("participant_id", "municipality", "consultant_id")
 FACTOR_COLUMNS = ("arm", "wave")
 _GROUP_TERM = re.compile(r"\(\s*([^()|]+?)\s*\|\s*([^()|]+?)\s*\)")
 _IDENTIFIER = re.compile(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*[(=])")  # names, not functions or keywords
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    """Model-ready data and how they relate to the spec."""
-
-    data: pd.DataFrame
-    formula: str
-    family: str
-    response: str
-    aggregated: bool = False
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    dropped_factors: tuple[str, ...] = field(default_factory=tuple)
-    #: Rows left out for a missing outcome: (arm, wave or None, n_dropped, n_total) per arm and wave.
-    missing: tuple[tuple, ...] = field(default_factory=tuple)
-
-    @property
-    def weights(self) -> np.ndarray:
-        """Persons behind each row: the binomial trials for aggregated cells, else one."""
-        if self.aggregated:
-            return self.data[TRIALS].to_numpy(dtype=float)
-        return np.ones(len(self.data))
 
 
 def nested_factors(formula: str) -> list[str]:
@@ -79,24 +56,6 @@ def with_nested_columns(formula: str, data: pd.DataFrame) -> tuple[str, pd.DataF
         data[factor] = data[parts].astype(str).agg(":".join, axis=1).astype(object)
         formula = re.sub(r"\|\s*" + re.escape(factor) + r"\s*\)", f"|`{factor}`)", formula)
     return formula, data
-
-
-class NestedModel(bmb.Model):
-    """A Bambi model whose `a:b` grouping factors have only the observed combinations as levels.
-
-    `predict` on new data rebuilds those columns from the parts, so a row of a town or consultant
-    not in the fit is a new group, as in a plain Bambi model.
-    """
-
-    def __init__(self, formula: str, data: pd.DataFrame, **kwargs):
-        self.nested_formula = formula
-        formula, data = with_nested_columns(formula, data)
-        super().__init__(formula, data, **kwargs)
-
-    def predict(self, idata, kind="response_params", data=None, **kwargs):
-        if data is not None:
-            _, data = with_nested_columns(self.nested_formula, data)
-        return super().predict(idata, kind=kind, data=data, **kwargs)
 
 
 def formula_columns(formula: str) -> list[str]:
@@ -125,7 +84,7 @@ def arm_levels(arms: pd.Series, control_arm: str) -> list[str]:
     return [control_arm] + [a for a in present if a != control_arm]
 
 
-def _drop_uninformed_terms(formula: str, data: pd.DataFrame) -> tuple[str, list[str], list[str]]:
+def drop_uninformed_terms(formula: str, data: pd.DataFrame) -> tuple[str, list[str], list[str]]:
     """Remove group terms whose factor has one level, or only repeats a fixed effect.
 
     With one municipality a `(arm|municipality)` term has nothing to learn from, and
@@ -222,150 +181,32 @@ def missing_outcomes(prepared) -> pd.DataFrame:
     return pd.DataFrame(list(prepared.missing), columns=["arm", "wave", "n_dropped", "n_total"])
 
 
-def prepare(spec: ModelSpec, frame: pd.DataFrame) -> PreparedData:
-    """Model-ready data for `spec` from a validated survey or register table."""
+def prepare(spec: ModelSpec, frame: pd.DataFrame, *, family: Family | None = None) -> PreparedData:
+    """Model-ready data for `spec` from a validated survey or register table.
+
+    The spec's family (from the registry, or `family` when given, e.g. a hazard family with
+    another period width) decides how the outcome is coded and whether rows become binomial cells.
+    """
     counts = missing_outcome_counts(frame, spec.outcome, spec.control_arm) if spec.outcome in frame else None
     missing = () if counts is None else tuple(
         (str(r.arm), None if r.wave is None or pd.isna(r.wave) else int(r.wave), int(r.n_dropped), int(r.n_total))
         for r in counts.itertuples(index=False))
-    return dataclasses.replace(_prepare(spec, frame), missing=missing)
+    return dataclasses.replace(_prepare(spec, frame, family or registry.get(spec.family)), missing=missing)
 
 
-def _prepare(spec: ModelSpec, frame: pd.DataFrame) -> PreparedData:
-    if spec.family == "hazard":
-        from bayes_trial.estimands.curves import prepare as prepare_hazard
-
-        return prepare_hazard(spec, frame)
-    columns = formula_columns(spec.formula)
-    data, notes = model_rows(spec, frame, columns)
-    data[spec.outcome] = _outcome_values(spec, data[spec.outcome])
-
-    formula, dropped_notes, dropped = _drop_uninformed_terms(spec.formula, data)
+def _prepare(spec: ModelSpec, frame: pd.DataFrame, family: Family) -> PreparedData:
+    frame = family.check_table(spec, frame, f"model {spec.name!r}")
+    columns, carry = family.row_columns(formula_columns(spec.formula))
+    data, notes = model_rows(spec, frame, columns, carry=carry)
+    data[spec.outcome] = family.outcome_values(spec, data[spec.outcome])
+    aggregated = family.aggregate(spec, data, columns)
+    rows = data if aggregated is None else aggregated[0]
+    formula, dropped_notes, dropped = drop_uninformed_terms(spec.formula, rows)
     notes.extend(dropped_notes)
-    person_level = [c for c in columns if c not in ("arm", "wave", "municipality", "consultant_id")]
-    if spec.family == "bernoulli" and spec.aggregate and not person_level:
-        cells = (
-            data.groupby([c for c in columns], observed=True, sort=True)[spec.outcome]
-            .agg(["sum", "size"])
-            .reset_index()
-            .rename(columns={"sum": spec.outcome, "size": TRIALS})
-        )
-        notes.append(f"{len(data)} persons aggregated into {len(cells)} binomial cells")
-        rhs = formula.split("~", 1)[1]
-        return PreparedData(cells, f"p({spec.outcome}, {TRIALS}) ~{rhs}", "binomial", spec.outcome, True, tuple(notes), tuple(dropped))
-    return PreparedData(data.reset_index(drop=True), formula, spec.family, spec.outcome, False, tuple(notes), tuple(dropped))
-
-
-def _outcome_values(spec: ModelSpec, values: pd.Series) -> pd.Series:
-    if spec.family == "cumulative":
-        levels = sorted(pd.unique(values.astype(int)))
-        return pd.Categorical(values.astype(int), categories=levels, ordered=True)
-    if spec.family == "bernoulli":
-        bad = ~values.isin([0, 1])
-        if bad.any():
-            raise DataError(f"model {spec.name!r}: outcome {spec.outcome} must be 0/1 for family bernoulli, found {values[bad].iloc[0]!r}")
-        return values.astype(int)
-    if spec.family == "negativebinomial":
-        bad = (values < 0) | (values != np.round(values))
-        if bad.any():
-            raise DataError(f"model {spec.name!r}: outcome {spec.outcome} must be a non-negative count, found {values[bad].iloc[0]!r}")
-        return values.astype(int)
-    return values.astype(float)
-
-
-def _bambi_prior(term: str, prior) -> bmb.Prior:
-    distribution = bmb.Prior(prior.dist, **prior.params)
-    if "|" in term:
-        # A group-specific term's prior is stated for its standard deviation.
-        return bmb.Prior("Normal", mu=0, sigma=distribution)
-    return distribution
-
-
-def valid_prior_terms(model: bmb.Model) -> list[str]:
-    """Terms and auxiliary parameters that accept a prior."""
-    parent = model.family.likelihood.parent
-    terms = list(model.components[parent].terms)
-    auxiliary = [p for p in model.family.likelihood.params if p != parent]
-    return terms + auxiliary
-
-
-def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
-    """A built Bambi model (PyMC model in `model.backend.model`) with the spec's priors."""
-    for term, prior in spec.priors.items():
-        check_prior_for_term(term, prior, where=f"model {spec.name!r}")
-    try:
-        # Priors go in with the formula: Bambi 0.17 cannot auto-scale a default prior for a
-        # multi-column term (a spline) in a logit model, so such a term needs its prior up front.
-        model = NestedModel(prepared.formula, prepared.data, family=prepared.family, center_predictors=False,
-                            priors={term: _bambi_prior(term, prior) for term, prior in spec.priors.items()})
-    except Exception as exc:  # formulae raises many types for bad formulas
-        raise SpecError(f"model {spec.name!r}: Bambi cannot use formula {prepared.formula!r}: {str(exc).splitlines()[0]}") from None
-    valid = valid_prior_terms(model)
-    for term in spec.priors:
-        dropped = "|" in term and term.split("|", 1)[1].strip() in prepared.dropped_factors
-        if term not in valid and not dropped:
-            raise SpecError(f"model {spec.name!r}: prior for unknown term {term!r}; valid terms: {', '.join(valid)}")
-    model.build()
-    check_priors_reached(model, spec)
-    return model
-
-
-def pymc_priors(model: bmb.Model, spec: ModelSpec | None = None) -> pd.DataFrame:
-    """Every prior as it stands in the PyMC graph, one row per term (defaults included).
-
-    Read from the built PyMC model rather than from Bambi's own records, so that a prior that
-    the modelling library dropped or changed shows up as what it really is.
-    """
-    rows = []
-    for rv in model.backend.model.free_RVs:
-        if rv.name.endswith("_offset"):
-            continue
-        op = rv.owner.op
-        values = [np.asarray(p.eval()).ravel() for p in op.dist_params(rv.owner)]
-        names = [n for n in _PYMC_PARAM_NAMES.get(type(op).__name__, ())] or [f"p{i}" for i in range(len(values))]
-        params = {n: float(v[0]) if np.all(v == v[0]) else v.round(4).tolist() for n, v in zip(names, values)}
-        term = rv.name[: -len("_sigma")] if rv.name.endswith("_sigma") and "|" in rv.name else rv.name
-        user = spec is not None and term in spec.priors
-        rows.append({"term": term, "parameter": rv.name, "distribution": type(op).__name__.removesuffix("RV"),
-                     "params": params, "set_by": "user" if user else "default"})
-    return pd.DataFrame(rows)
-
-
-_PYMC_PARAM_NAMES = {
-    "NormalRV": ("mu", "sigma"), "HalfNormalRV": ("loc", "sigma"), "StudentTRV": ("nu", "mu", "sigma"),
-    "HalfStudentTRV": ("nu", "sigma"), "HalfCauchyRV": ("beta",), "CauchyRV": ("alpha", "beta"),
-    "ExponentialRV": ("scale",), "GammaRV": ("alpha", "scale"), "InvGammaRV": ("alpha", "beta"),
-    "LogNormalRV": ("mu", "sigma"), "UniformRV": ("lower", "upper"), "BetaRV": ("alpha", "beta"),
-    "LogisticRV": ("mu", "s"),
-}
-
-
-def _graph_form(prior) -> tuple[str, dict[str, float]]:
-    """How a spec prior appears in PyMC's graph (some distributions are stored by scale, not rate)."""
-    p = prior.params
-    if prior.dist == "Exponential":
-        return "ExponentialRV", {"scale": 1 / p["lam"]}
-    if prior.dist == "Gamma":
-        return "GammaRV", {"alpha": p["alpha"], "scale": 1 / p["beta"]}
-    name = {"InverseGamma": "InvGammaRV"}.get(prior.dist, f"{prior.dist}RV")
-    return name, dict(p)
-
-
-def check_priors_reached(model: bmb.Model, spec: ModelSpec) -> None:
-    """Fail loudly if a user prior did not arrive in the PyMC model unchanged."""
-    graph = pymc_priors(model, spec)
-    for term, prior in spec.priors.items():
-        rows = graph[graph["term"] == term]
-        if rows.empty:
-            continue  # a term dropped because the data cannot inform it (noted in prepare)
-        op_name, expected = _graph_form(prior)
-        row = rows.iloc[0]
-        found = row["params"]
-        same = row["distribution"] + "RV" == op_name and all(
-            key in found and np.allclose(found[key], value) for key, value in expected.items()
-        )
-        if not same:
-            raise SpecError(
-                f"model {spec.name!r}: prior for {term!r} did not reach the PyMC model: asked {prior}, "
-                f"model has {row['distribution']}{found}"
-            )
+    if aggregated is None:
+        return PreparedData(data.reset_index(drop=True), formula, family.bambi_name, spec.outcome, False,
+                            tuple(notes), tuple(dropped))
+    notes.append(aggregated[1])
+    rhs = formula.split("~", 1)[1]
+    return PreparedData(rows, f"p({spec.outcome}, {TRIALS}) ~{rhs}", family.cells_bambi_name, spec.outcome, True,
+                        tuple(notes), tuple(dropped))

@@ -19,8 +19,8 @@ from typing import Any
 
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.paths import MODELS_DIR, resolve_bundled
+from bayes_trial.families import registry
 
-FAMILIES = ("gaussian", "bernoulli", "cumulative", "negativebinomial", "hazard")
 TABLES = ("survey", "register")
 SAMPLERS = ("nutpie", "pymc")
 
@@ -105,7 +105,7 @@ class ModelSpec:
         """Unit of effects on the outcome scale, as printed beside numbers."""
         if self.unit:
             return self.unit
-        return "pp" if self.family == "bernoulli" else "points"
+        return registry.get(self.family).unit
 
 
 _PRIOR_RE = re.compile(r"^\s*([A-Za-z]+)\s*\((.*)\)\s*$")
@@ -220,8 +220,8 @@ def spec_from_dict(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
     for key in ("name", "outcome", "table", "formula", "family"):
         if not isinstance(raw.get(key), str) or not raw[key].strip():
             raise SpecError(f"{where}: key '{key}' is missing or empty")
-    if raw["family"] not in FAMILIES:
-        raise SpecError(f"{where}: unknown family {raw['family']!r}; valid: {', '.join(FAMILIES)}")
+    if raw["family"] not in registry.names():
+        raise SpecError(f"{where}: unknown family {raw['family']!r}; registered families: {', '.join(registry.names())}")
     if raw["table"] not in TABLES:
         raise SpecError(f"{where}: table must be one of {', '.join(TABLES)}, got {raw['table']!r}")
     if "~" not in raw["formula"]:

@@ -173,7 +173,8 @@ def plot_consultants(fit: Fit, interval: float = query.DEFAULT_INTERVAL):
         ax.plot(row.mean, y, "o", color=colour, ms=4)
     ax.axvline(0, color="black", lw=0.8, ls="--")
     ax.set_yticks(range(len(table)), table["consultant"], fontsize=7 if len(table) > 30 else 8)
-    ax.set_xlabel(f"consultant effect ({'log-odds' if fit.spec.family != 'gaussian' else _unit_label(fit)}), {interval:.0%} interval")
+    scale = _unit_label(fit) if fit.family.link == "identity" else fit.family.effect_label(fit.spec)
+    ax.set_xlabel(f"consultant effect ({scale}), {interval:.0%} interval")
     handles = [plt.Line2D([], [], color=colours.get(arm, "#999999"), marker="o", lw=1.5, label=arm)
                for arm in sorted(table["arm"].unique())]
     ax.legend(handles=handles, title="arm served", fontsize=8, loc="lower right")

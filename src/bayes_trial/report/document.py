@@ -24,7 +24,9 @@ from bayes_trial.checks import ppc as ppc_mod
 from bayes_trial.estimands import query
 from bayes_trial.core.errors import SpecError
 from bayes_trial.sampling.fit import Fit
-from bayes_trial.modelling.frames import missing_outcomes, pymc_priors
+from bayes_trial.modelling.frames import missing_outcomes
+from bayes_trial.plots import curves as curve_plots
+from bayes_trial.sampling.build import pymc_priors
 from bayes_trial.core.paths import write_atomic
 
 
@@ -136,8 +138,8 @@ def _hazard_blocks(fit: Fit, figure_dir: Path, min_cell: int) -> list[Block]:
                     table=_readable(hazard.median_time(fit, curves=curves))),
               Block("table", "Group-level standard deviations (link scale)", table=_readable(query.variance_components(fit))),
               Block("h3", "Figures")]
-    for name, figure in ((f"{fit.spec.name}_curves", hazard.plot_cumulative_incidence(fit, min_cell=min_cell)),
-                         (f"{fit.spec.name}_contrast_over_time", hazard.plot_outflow_contrast(fit))):
+    for name, figure in ((f"{fit.spec.name}_curves", curve_plots.plot_cumulative_incidence(fit, min_cell=min_cell)),
+                         (f"{fit.spec.name}_contrast_over_time", curve_plots.plot_outflow_contrast(fit))):
         blocks.append(Block("figure", name.replace("_", " "), path=figures_mod.save_figure(figure, figure_dir, name)[0]))
     return blocks
 
@@ -170,7 +172,7 @@ def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None,
     blocks.append(Block("h3", "Data (observed; cells under %d persons suppressed)" % min_cell))
     blocks.append(Block("table", "", table=_readable(data_summary(fit, min_cell))))
     blocks += missing_outcome_blocks(fit, min_cell)
-    blocks += (_hazard_blocks(fit, figure_dir, min_cell) if fit.spec.family == "hazard"
+    blocks += (_hazard_blocks(fit, figure_dir, min_cell) if fit.family.over_time
                else _effect_blocks(fit, figure_dir, queries, min_cell))
     blocks.append(Block("h3", "Posterior predictive checks"))
     for path, summary in ppc_mod.plot_ppc(fit, figure_dir, min_cell=min_cell):

@@ -43,7 +43,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_trial.modelling.frames import NestedModel, PreparedData, group_terms
+from bayes_trial.core.progress import say
+from bayes_trial.families import registry
+from bayes_trial.families.base import PreparedData
+from bayes_trial.modelling.frames import group_terms
+from bayes_trial.sampling import build as bambi_build
+from bayes_trial.sampling.build import NestedModel, stored_variables
 
 PARTICIPANT = "participant_id"
 PARTICIPANT_TERM = f"1|{PARTICIPANT}"
@@ -142,8 +147,9 @@ class OtherTerms:
 
 
 def can_marginalise(prepared: PreparedData) -> bool:
-    """True for a Gaussian model whose only participant-level term is a random intercept."""
-    if prepared.family != "gaussian" or prepared.aggregated:
+    """True for a model whose family integrates participants out (Gaussian) and whose only participant-level term is a random intercept."""
+    integrable = {family.bambi_name for family in registry.families() if family.integrates_participants}
+    if prepared.family not in integrable or prepared.aggregated:
         return False
     participant_terms = [(expr, factor) for expr, factor in group_terms(prepared.formula)
                          if PARTICIPANT in [p.strip() for p in factor.split(":")]]
@@ -168,11 +174,10 @@ def build_other_terms(spec, prepared: PreparedData) -> OtherTerms:
     each term's own data. The participant SD prior is the spec's, else Bambi's default for a group
     intercept (HalfNormal with the intercept's prior scale).
     """
-    from bayes_trial.modelling import frames as model_mod
     from bayes_trial.modelling.spec import check_prior_for_term
 
     priors = {term: prior for term, prior in spec.priors.items() if term != PARTICIPANT_TERM}
-    reduced = model_mod.build(dataclasses.replace(spec, priors=priors),
+    reduced = bambi_build.build(dataclasses.replace(spec, priors=priors),
                               dataclasses.replace(prepared, formula=formula_without_participants(prepared.formula)))
     stated = spec.priors.get(PARTICIPANT_TERM)
     if stated is not None:
@@ -687,7 +692,6 @@ def sample_nutpie(full: bmb.Model | OtherTerms, prepared: PreparedData, settings
     import nutpie
     from threadpoolctl import threadpool_limits
 
-    from bayes_trial.sampling.fit import _say, stored_variables
 
     if isinstance(full, OtherTerms) and not (marginalise and can_marginalise(prepared)):
         raise ValueError("OtherTerms needs a Gaussian participant-intercept model and marginalise=True")
@@ -696,7 +700,7 @@ def sample_nutpie(full: bmb.Model | OtherTerms, prepared: PreparedData, settings
         started = time.perf_counter()
         stats = participant_statistics(prepared, full)
         waves = ", ".join(f"{int(n):,} with {int(m)}" for n, m in zip(stats.persons, stats.sizes))
-        _say(progress, f"  {len(stats.levels):,} persons ({waves} rows) summarised in {time.perf_counter() - started:.1f} s")
+        say(f"  {len(stats.levels):,} persons ({waves} rows) summarised in {time.perf_counter() - started:.1f} s", progress)
     target = collapsed_model(full, stats) if stats is not None and collapse else None
     collapsed = target is not None
     if stats is not None and not collapsed:
@@ -706,7 +710,7 @@ def sample_nutpie(full: bmb.Model | OtherTerms, prepared: PreparedData, settings
     how = "reused the compiled model" if hit else f"compiled in {compile_seconds:.1f} s"
     integrated = ("; coefficients and participant intercepts integrated out" if collapsed
                   else f"; {PARTICIPANT_TERM} integrated out" if stats is not None else "")
-    _say(progress, f"  {how}{integrated}; sampling ...")
+    say(f"  {how}{integrated}; sampling ...", progress)
     started = time.perf_counter()
     # One BLAS thread per chain: nutpie already runs a thread per chain, and OpenBLAS threads on top of
     # them make small matrix operations (the collapsed model's Cholesky) tens of times slower.
@@ -725,8 +729,8 @@ def sample_nutpie(full: bmb.Model | OtherTerms, prepared: PreparedData, settings
             raw.add_groups(log_likelihood=xr.Dataset(
                 {prepared.response: (("chain", "draw", "__obs__"), values)},
                 coords={"chain": raw.posterior["chain"], "draw": raw.posterior["draw"]}))
-        _say(progress, f"  participant intercepts{' and coefficients' if collapsed else ''} drawn"
-                       f"{', log-likelihood computed' if for_storage else ''} in {time.perf_counter() - started:.1f} s")
+        say(f"  participant intercepts{' and coefficients' if collapsed else ''} drawn"
+            f"{', log-likelihood computed' if for_storage else ''} in {time.perf_counter() - started:.1f} s", progress)
     raw.sample_stats.attrs.update(compile_seconds=round(compile_seconds, 3), compile_cached=int(hit),
                                   sampling_seconds=round(sampling_seconds, 3))
     return raw

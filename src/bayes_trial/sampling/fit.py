@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import platform
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,11 @@ import pandas as pd
 import xarray as xr
 
 from bayes_trial.modelling import frames as model_mod
+from bayes_trial.core.progress import say
+from bayes_trial.families import registry
+from bayes_trial.families.base import Family
+from bayes_trial.sampling import build as bambi_build
+from bayes_trial.sampling.build import stored_variables
 from bayes_trial.data.contract import data_hash
 from bayes_trial.core.errors import FitFileError, SpecError
 from bayes_trial.modelling.spec import ModelSpec, Prior, spec_from_json
@@ -50,7 +54,7 @@ class Fit:
     @cached_property
     def model(self):
         """The Bambi model, rebuilt from the stored spec and data (no sampling)."""
-        return model_mod.build(self.spec, self.prepared)
+        return bambi_build.build(self.spec, self.prepared)
 
     @cached_property
     def mean_model(self):
@@ -70,6 +74,19 @@ class Fit:
     @property
     def data(self) -> pd.DataFrame:
         return self.prepared.data
+
+    @property
+    def family(self) -> Family:
+        """The spec's outcome family (see `families.registry`)."""
+        return registry.get(self.spec.family)
+
+    @property
+    def categories(self) -> np.ndarray | None:
+        """The values of an ordinal outcome's categories (floats), else None."""
+        outcome = self.data[self.prepared.response]
+        if isinstance(outcome.dtype, pd.CategoricalDtype):
+            return np.asarray(outcome.cat.categories, dtype=float)
+        return None
 
 
 def expected_response(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, *,
@@ -123,23 +140,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(message, file=sys.stderr, flush=True)
-
-
-def stored_variables(pymc_model) -> list[str]:
-    """Parameters worth storing: free and deterministic variables without an observation dimension.
-
-    Row-sized deterministics (Bambi's `mu`, a cumulative model's category probabilities `p`) are
-    recomputed by `predict` when needed; storing them costs memory and, for cumulative models, makes
-    nutpie reject the category dimension that `p` shares with the thresholds.
-    """
-    dims = pymc_model.named_vars_to_dims
-    return [var.name for var in [*pymc_model.free_RVs, *pymc_model.deterministics]
-            if "__obs__" not in dims.get(var.name, ())]
 
 
 def _run_sampler(bmb_model, prepared: model_mod.PreparedData, settings: dict[str, Any], progress: bool) -> az.InferenceData:
@@ -218,15 +218,15 @@ def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_h
     from bayes_trial.sampling.fastpaths import OtherTerms
 
     for note in prepared.notes:
-        _say(progress, f"note: {note}")
+        say(f"note: {note}", progress)
     settings = spec.sampler
     bmb_model = _model_to_sample(spec, prepared, settings)
-    _say(progress, f"Sampling {spec.name} ({prepared.formula}, {prepared.family}) with {settings['sampler']}: "
-                   f"{settings['chains']} chains x {settings['tune']} tune + {settings['draws']} draws, seed {settings['seed']}")
+    say(f"Sampling {spec.name} ({prepared.formula}, {prepared.family}) with {settings['sampler']}: "
+        f"{settings['chains']} chains x {settings['tune']} tune + {settings['draws']} draws, seed {settings['seed']}", progress)
     started = time.perf_counter()
     raw = _run_sampler(bmb_model, prepared, settings, progress)
     elapsed = time.perf_counter() - started
-    _say(progress, f"  done in {elapsed:.1f} s")
+    say(f"  done in {elapsed:.1f} s", progress)
     idata = _tidy(raw, bmb_model, prepared)
     info = {
         "spec": spec.to_json(),
@@ -261,7 +261,7 @@ def _model_to_sample(spec: ModelSpec, prepared: model_mod.PreparedData, settings
 
     if settings["sampler"] == "nutpie" and settings.get("fast", True) and can_marginalise(prepared):
         return build_other_terms(spec, prepared)
-    return model_mod.build(spec, prepared)
+    return bambi_build.build(spec, prepared)
 
 
 def refit(fit: Fit, *, priors: dict[str, Prior] | None = None, progress: bool = True, **sampler_settings: Any) -> Fit:

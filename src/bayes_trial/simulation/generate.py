@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayes_trial.families import registry
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.paths import DESIGNS_DIR, resolve_bundled, write_atomic
 
@@ -58,7 +59,8 @@ __all__ = [
     "REGISTER_COLUMNS",
 ]
 
-SCALES = ("score", "ordinal", "count")
+#: Survey-outcome scales the simulator draws: those of the registered families.
+SCALES = tuple(family.simulator_scale for family in registry.families() if family.simulator_scale)
 SURVEY_ID_COLUMNS = ("participant_id", "municipality", "arm", "consultant_id", "wave")
 COVARIATE_COLUMNS = ("age", "stock")
 REGISTER_COLUMNS = (

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +46,10 @@ import pandas as pd
 
 from bayes_trial.data import contract as data_mod
 from bayes_trial.sampling import fit as fit_mod
-from bayes_trial.estimands import query
+from bayes_trial.core.summaries import MIN_CELL
+from bayes_trial.estimands import answers
 from bayes_trial.report import document as report
+from bayes_trial.core.progress import say
 from bayes_trial.core.errors import FitFileError, SpecError
 from bayes_trial.core.paths import PROJECT_ROOT, WORKFLOWS_DIR
 from bayes_trial.simulation.generate import load_design, simulate
@@ -67,7 +68,7 @@ class Workflow:
     data: dict[str, Any]
     models: list[ModelSpec]
     queries: dict[str, list[dict]] = field(default_factory=dict)
-    min_cell: int = query.MIN_CELL
+    min_cell: int = MIN_CELL
     source: Path | None = None
     published: str | None = None
 
@@ -139,14 +140,10 @@ def load_workflow(path: str | os.PathLike, *, columns: dict[str, str] | None = N
         if "rope" in entry:
             entry = {**entry, "rope": tuple(entry["rope"])}
         queries.setdefault(entry["model"], []).append(entry)
-    min_cell = report.check_min_cell(int(raw.get("min_cell", query.MIN_CELL)))
+    min_cell = report.check_min_cell(int(raw.get("min_cell", MIN_CELL)))
     return Workflow(name=raw.get("name", path.stem), title=raw.get("title", path.stem), out=_resolve(raw.get("out", f"results/{path.stem}"), base),
                     data=data, models=models, queries=queries, min_cell=min_cell, source=path,
                     published=published)
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def load_tables(workflow: Workflow) -> dict[str, pd.DataFrame]:
@@ -218,17 +215,17 @@ def run(workflow: Workflow | str | os.PathLike, *, progress: bool = True) -> dic
         path = workflow.out / "fits" / f"{spec.name}.nc"
         fit, reused = fit_or_reuse(spec, frames[spec.name], path, progress=progress)
         if progress:
-            _say(f"{spec.name}: {'unchanged since the last run, reusing' if reused else 'fitted and stored in'} {path}")
+            say(f"{spec.name}: {'unchanged since the last run, reusing' if reused else 'fitted and stored in'} {path}")
         fits.append(fit)
-    query_tables = [query.hypothesis(fit, q["expression"], by=q.get("by"), wave=q.get("wave"),
-                                     municipality=q.get("municipality"), rope=q.get("rope")).assign(model=fit.spec.name)
+    query_tables = [answers.hypothesis(fit, q["expression"], by=q.get("by"), wave=q.get("wave"),
+                                       municipality=q.get("municipality"), rope=q.get("rope")).assign(model=fit.spec.name)
                     for fit in fits for q in workflow.queries.get(fit.spec.name, [])]
     outputs = {}
     if query_tables:
         outputs["queries"] = workflow.out / "queries.csv"
         pd.concat(query_tables, ignore_index=True).to_csv(outputs["queries"], index=False)
     if progress:
-        _say("writing figures and report ...")
+        say("writing figures and report ...")
     extra = []
     if workflow.published == "oss":
         from bayes_trial.aggregate.published import published_oss_analysis
@@ -237,5 +234,5 @@ def run(workflow: Workflow | str | os.PathLike, *, progress: bool = True) -> dic
     outputs.update(report.report(fits, workflow.out, title=workflow.title, queries=workflow.queries,
                                  min_cell=workflow.min_cell, extra=extra))
     if progress:
-        _say(f"done in {time.perf_counter() - started:.0f} s; report: {outputs['html']}")
+        say(f"done in {time.perf_counter() - started:.0f} s; report: {outputs['html']}")
     return outputs

@@ -1,0 +1,186 @@
+"""The `Family` interface: everything the workbench needs to know about one kind of outcome.
+
+A family is one object (see `registry`); the layers above ask it instead of comparing family
+names. Methods have one signature for every family, so a new family is one module that subclasses
+`Family` and overrides what differs, plus one line in the registry (or `registry.register`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+#: Column of model rows that holds the number of binomial trials (persons or persons at risk).
+TRIALS = "n_trials"
+
+#: A posterior predictive test statistic: (replicated or observed values [..., rows], weights [rows]) -> [...].
+Statistic = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Model-ready data and how they relate to the spec."""
+
+    data: pd.DataFrame
+    formula: str
+    family: str
+    response: str
+    aggregated: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    dropped_factors: tuple[str, ...] = field(default_factory=tuple)
+    #: Rows left out for a missing outcome: (arm, wave or None, n_dropped, n_total) per arm and wave.
+    missing: tuple[tuple, ...] = field(default_factory=tuple)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Persons behind each row: the binomial trials for aggregated cells, else one."""
+        if self.aggregated:
+            return self.data[TRIALS].to_numpy(dtype=float)
+        return np.ones(len(self.data))
+
+
+def mean_statistic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Mean over rows (rows of one person each)."""
+    return values.mean(-1)
+
+
+def sd_statistic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Standard deviation over rows (rows of one person each)."""
+    return values.std(-1, ddof=1)
+
+
+def proportion_statistic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Events over persons: `values` are event counts of rows with `weights` persons each."""
+    return values.sum(-1) / weights.sum()
+
+
+def share_statistic(event: Callable[[np.ndarray], np.ndarray]) -> Statistic:
+    """The weighted share of rows where `event(values)` holds."""
+    return lambda values, weights: (event(values) * weights).sum(-1) / weights.sum()
+
+
+class Family:
+    """One outcome family. Subclasses set the class attributes and override the methods that differ.
+
+    Attributes
+    ----------
+    name : str
+        The name a spec's ``family`` gives (``models/*.toml``).
+    bambi_name : str
+        The Bambi family the model rows are fitted with (before binomial aggregation).
+    link : str
+        Link function of the linear predictor (``identity``, ``logit``, ``log``).
+    unit : str
+        Unit of effects on the outcome scale when the spec sets none (``points`` or ``pp``).
+    scale : float
+        Factor from the expected outcome to the reported unit (100 for probabilities in pp).
+    residual_sd : str or None
+        Posterior variable of the observation-level SD (``sigma``), if the family has one.
+    simulator_scale : str or None
+        The survey-outcome ``scale`` of simulator designs that this family fits (``score``, ...).
+    over_time : bool
+        Answers are curves over months (discrete-time hazard) rather than arm contrasts.
+    integrates_participants : bool
+        Participant intercepts can be integrated out analytically (Gaussian only).
+    prior_checkable : bool
+        `prior-check` can draw this family's prior predictive outcomes.
+    reference : str or None
+        Frequentist reference estimate used by recovery runs (``mixedlm``, ``glm``) or None.
+    has_intercept : bool
+        The linear predictor has an intercept (ordinal models have thresholds instead).
+    cells_bambi_name : str
+        The Bambi family of rows aggregated by `aggregate` (counts of events over trials).
+    """
+
+    name: str = ""
+    bambi_name: str = ""
+    link: str = "identity"
+    unit: str = "points"
+    scale: float = 1.0
+    residual_sd: str | None = None
+    simulator_scale: str | None = None
+    over_time: bool = False
+    integrates_participants: bool = False
+    prior_checkable: bool = True
+    reference: str | None = None
+    has_intercept: bool = True
+    cells_bambi_name: str = "binomial"
+
+    def __repr__(self) -> str:
+        return f"<Family {self.name}>"
+
+    # -- data ---------------------------------------------------------------------------------
+    def check_table(self, spec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+        """The table the model rows are taken from (a family may demand and validate columns)."""
+        return frame
+
+    def row_columns(self, columns: list[str]) -> tuple[list[str], tuple[str, ...]]:
+        """Columns of the model rows (checked for completeness) and columns carried unchecked."""
+        return columns, ()
+
+    def outcome_values(self, spec, values: pd.Series) -> pd.Series:
+        """The outcome column coded for the model; a wrong value is a `DataError`."""
+        return values.astype(float)
+
+    def aggregate(self, spec, data: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, str] | None:
+        """Model rows aggregated into binomial cells and a note, or None to fit the rows as they are."""
+        return None
+
+    # -- answers ------------------------------------------------------------------------------
+    def mean_unit(self, spec) -> str:
+        """Unit of an arm's mean outcome as printed (a percentage for probabilities)."""
+        return spec.outcome_unit
+
+    def effect_label(self, spec) -> str:
+        """Scale of group effects (link scale), for axis labels."""
+        return {"identity": spec.outcome_unit, "logit": "log-odds"}.get(self.link, f"{self.link} scale")
+
+    def expected_outcome(self, values, categories: np.ndarray | None):
+        """Expected outcome from Bambi's expected response (an xarray DataArray over chain, draw, rows).
+
+        Families whose response is a distribution over categories reduce it to the mean value.
+        """
+        return values
+
+    def latent_variance(self, posterior, outcome: pd.Series) -> np.ndarray | float:
+        """Observation-level variance on the latent (link) scale, for variance shares."""
+        return math.pi**2 / 3
+
+    # -- checks -------------------------------------------------------------------------------
+    def ppc_statistics(self, spec, categories: np.ndarray | None) -> dict[str, Statistic]:
+        """Posterior predictive test statistics, by name."""
+        return {"mean": mean_statistic, "sd": sd_statistic}
+
+    def ppc_distribution(self) -> str | None:
+        """How the observed distribution is drawn against replicates: ``density``, ``frequencies`` or None."""
+        return "frequencies"
+
+    def frequency_values(self, observed: np.ndarray, categories: np.ndarray | None, min_cell: int
+                         ) -> tuple[np.ndarray, list[str]]:
+        """Values to count in the frequency figure; the top value pools the tail (at least `min_cell`)."""
+        ordered = np.sort(observed)[::-1]
+        cap = int(ordered[min(min_cell, len(ordered)) - 1])
+        values = np.arange(0, cap + 1, dtype=float)
+        return values, [f"{v:g}" for v in values[:-1]] + [f"≥{cap}"]
+
+    def square_root_axis(self) -> bool:
+        """Draw frequencies on a square-root axis (a rootogram), so rare large counts stay visible."""
+        return False
+
+    def prior_events(self, spec, predicted: np.ndarray, categories: np.ndarray | None) -> dict[str, np.ndarray]:
+        """Events on prior-predicted outcomes whose share the prior check reports, by label."""
+        return {}
+
+    def prior_predicted_panel(self) -> str | None:
+        """The prior check's third panel: ``histogram`` of predicted outcomes, ``categories``, or None."""
+        return "histogram"
+
+    def fields(self) -> dict[str, Any]:
+        """The class attributes, for documentation and `bayes-trial families`."""
+        return {k: getattr(self, k) for k in ("name", "bambi_name", "link", "unit", "scale", "residual_sd",
+                                               "simulator_scale", "over_time", "integrates_participants",
+                                               "prior_checkable", "reference", "has_intercept")}

@@ -1,0 +1,46 @@
+"""Counts (job applications, contacts): negative binomial with a log link and dispersion `alpha`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bayes_trial.core.errors import DataError
+from bayes_trial.families.base import Family, Statistic, mean_statistic, sd_statistic, share_statistic
+
+
+class Count(Family):
+    """Overdispersed counts."""
+
+    name = "negativebinomial"
+    bambi_name = "negativebinomial"
+    link = "log"
+    simulator_scale = "count"
+
+    def outcome_values(self, spec, values: pd.Series) -> pd.Series:
+        bad = (values < 0) | (values != np.round(values))
+        if bad.any():
+            raise DataError(f"model {spec.name!r}: outcome {spec.outcome} must be a non-negative count, "
+                            f"found {values[bad].iloc[0]!r}")
+        return values.astype(int)
+
+    def latent_variance(self, posterior, outcome: pd.Series) -> np.ndarray:
+        # Nakagawa, Johnson & Schielzeth (2017): log(1 + 1/mu + 1/alpha) for the log link.
+        mean = float(np.mean(outcome.astype(float)))
+        return np.log1p(1 / max(mean, 1e-9) + 1 / posterior["alpha"].to_numpy().ravel())
+
+    def ppc_statistics(self, spec, categories) -> dict[str, Statistic]:
+        return {"mean": mean_statistic, "sd": sd_statistic, "share of zeros": share_statistic(lambda v: v == 0)}
+
+    def square_root_axis(self) -> bool:
+        return True
+
+    def prior_events(self, spec, predicted: np.ndarray, categories) -> dict[str, np.ndarray]:
+        events = {"predicted share of zeros": predicted == 0}
+        upper = spec.bounds[1]
+        if upper is not None:
+            events[f"predicted share above {upper:.4g}"] = predicted > upper
+        return events
+
+
+FAMILY = Count()

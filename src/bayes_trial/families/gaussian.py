@@ -1,0 +1,45 @@
+"""Gaussian scores (wellbeing, health, ... on a 0-10 scale): identity link, residual SD `sigma`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bayes_trial.families.base import Family, Statistic, mean_statistic, sd_statistic, share_statistic
+
+
+class Gaussian(Family):
+    """A score on the outcome's own scale; participant intercepts can be integrated out."""
+
+    name = "gaussian"
+    bambi_name = "gaussian"
+    residual_sd = "sigma"
+    simulator_scale = "score"
+    integrates_participants = True
+    reference = "mixedlm"
+
+    def latent_variance(self, posterior, outcome: pd.Series) -> np.ndarray:
+        return posterior["sigma"].to_numpy().ravel() ** 2
+
+    def ppc_statistics(self, spec, categories: np.ndarray | None) -> dict[str, Statistic]:
+        found = {"mean": mean_statistic, "sd": sd_statistic}
+        low, high = spec.bounds
+        if low is not None:
+            found[f"share <= {low:g}"] = share_statistic(lambda v: v <= low)
+        if high is not None:
+            found[f"share >= {high:g}"] = share_statistic(lambda v: v >= high)
+        return found
+
+    def ppc_distribution(self) -> str:
+        return "density"
+
+    def prior_events(self, spec, predicted: np.ndarray, categories: np.ndarray | None) -> dict[str, np.ndarray]:
+        lower, upper = spec.bounds
+        if lower is None and upper is None:
+            return {}
+        low = -np.inf if lower is None else lower
+        high = np.inf if upper is None else upper
+        return {f"predicted share outside {low:.4g}-{high:.4g}": (predicted < low) | (predicted > high)}
+
+
+FAMILY = Gaussian()

@@ -1,0 +1,48 @@
+"""Ordinal items (trust, self-efficacy items on a 1-5 scale): cumulative logit with thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bayes_trial.families.base import Family, Statistic, mean_statistic, sd_statistic, share_statistic
+
+
+class Ordinal(Family):
+    """Ordered categories; answers are on the item's own values (the mean category value)."""
+
+    name = "cumulative"
+    bambi_name = "cumulative"
+    link = "logit"
+    simulator_scale = "ordinal"
+    has_intercept = False
+
+    def outcome_values(self, spec, values: pd.Series) -> pd.Series:
+        levels = sorted(pd.unique(values.astype(int)))
+        return pd.Categorical(values.astype(int), categories=levels, ordered=True)
+
+    def expected_outcome(self, values, categories: np.ndarray | None):
+        category_dim = [d for d in values.dims if d not in ("chain", "draw", "__obs__")][0]
+        weights = values[category_dim].copy(data=np.asarray(categories, dtype=float))
+        return (values * weights).sum(category_dim)
+
+    def ppc_statistics(self, spec, categories: np.ndarray | None) -> dict[str, Statistic]:
+        low, high = float(categories[0]), float(categories[-1])
+        return {"mean": mean_statistic, "sd": sd_statistic,
+                f"share = {low:g}": share_statistic(lambda v: v == low),
+                f"share = {high:g}": share_statistic(lambda v: v == high)}
+
+    def frequency_values(self, observed, categories, min_cell):
+        levels = np.asarray(categories, dtype=float)
+        return levels, [f"{v:g}" for v in levels]
+
+    def prior_events(self, spec, predicted: np.ndarray, categories: np.ndarray | None) -> dict[str, np.ndarray]:
+        # PyMC's categorical draws are category positions; report them as the outcome's values.
+        return {f"predicted share in category {level}": predicted == position
+                for position, level in enumerate(categories)}
+
+    def prior_predicted_panel(self) -> str:
+        return "categories"
+
+
+FAMILY = Ordinal()

@@ -1,0 +1,145 @@
+"""The Bambi model of a spec and its prepared data, with the spec's priors checked in the PyMC graph.
+
+`NestedModel` builds each nested grouping factor (`(1|municipality:consultant_id)`) as one column of
+the combinations observed in the data (see `modelling.frames`), so unobserved town x consultant
+pairs never become levels.
+"""
+
+from __future__ import annotations
+
+import bambi as bmb
+import numpy as np
+import pandas as pd
+
+from bayes_trial.core.errors import SpecError
+from bayes_trial.families.base import PreparedData
+from bayes_trial.modelling.frames import with_nested_columns
+from bayes_trial.modelling.spec import ModelSpec, check_prior_for_term
+
+
+class NestedModel(bmb.Model):
+    """A Bambi model whose `a:b` grouping factors have only the observed combinations as levels.
+
+    `predict` on new data rebuilds those columns from the parts, so a row of a town or consultant
+    not in the fit is a new group, as in a plain Bambi model.
+    """
+
+    def __init__(self, formula: str, data: pd.DataFrame, **kwargs):
+        self.nested_formula = formula
+        formula, data = with_nested_columns(formula, data)
+        super().__init__(formula, data, **kwargs)
+
+    def predict(self, idata, kind="response_params", data=None, **kwargs):
+        if data is not None:
+            _, data = with_nested_columns(self.nested_formula, data)
+        return super().predict(idata, kind=kind, data=data, **kwargs)
+
+
+def _bambi_prior(term: str, prior) -> bmb.Prior:
+    distribution = bmb.Prior(prior.dist, **prior.params)
+    if "|" in term:
+        # A group-specific term's prior is stated for its standard deviation.
+        return bmb.Prior("Normal", mu=0, sigma=distribution)
+    return distribution
+
+
+def valid_prior_terms(model: bmb.Model) -> list[str]:
+    """Terms and auxiliary parameters that accept a prior."""
+    parent = model.family.likelihood.parent
+    terms = list(model.components[parent].terms)
+    auxiliary = [p for p in model.family.likelihood.params if p != parent]
+    return terms + auxiliary
+
+
+def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
+    """A built Bambi model (PyMC model in `model.backend.model`) with the spec's priors."""
+    for term, prior in spec.priors.items():
+        check_prior_for_term(term, prior, where=f"model {spec.name!r}")
+    try:
+        # Priors go in with the formula: Bambi 0.17 cannot auto-scale a default prior for a
+        # multi-column term (a spline) in a logit model, so such a term needs its prior up front.
+        model = NestedModel(prepared.formula, prepared.data, family=prepared.family, center_predictors=False,
+                            priors={term: _bambi_prior(term, prior) for term, prior in spec.priors.items()})
+    except Exception as exc:  # formulae raises many types for bad formulas
+        raise SpecError(f"model {spec.name!r}: Bambi cannot use formula {prepared.formula!r}: {str(exc).splitlines()[0]}") from None
+    valid = valid_prior_terms(model)
+    for term in spec.priors:
+        dropped = "|" in term and term.split("|", 1)[1].strip() in prepared.dropped_factors
+        if term not in valid and not dropped:
+            raise SpecError(f"model {spec.name!r}: prior for unknown term {term!r}; valid terms: {', '.join(valid)}")
+    model.build()
+    check_priors_reached(model, spec)
+    return model
+
+
+def pymc_priors(model: bmb.Model, spec: ModelSpec | None = None) -> pd.DataFrame:
+    """Every prior as it stands in the PyMC graph, one row per term (defaults included).
+
+    Read from the built PyMC model rather than from Bambi's own records, so that a prior that
+    the modelling library dropped or changed shows up as what it really is.
+    """
+    rows = []
+    for rv in model.backend.model.free_RVs:
+        if rv.name.endswith("_offset"):
+            continue
+        op = rv.owner.op
+        values = [np.asarray(p.eval()).ravel() for p in op.dist_params(rv.owner)]
+        names = [n for n in _PYMC_PARAM_NAMES.get(type(op).__name__, ())] or [f"p{i}" for i in range(len(values))]
+        params = {n: float(v[0]) if np.all(v == v[0]) else v.round(4).tolist() for n, v in zip(names, values)}
+        term = rv.name[: -len("_sigma")] if rv.name.endswith("_sigma") and "|" in rv.name else rv.name
+        user = spec is not None and term in spec.priors
+        rows.append({"term": term, "parameter": rv.name, "distribution": type(op).__name__.removesuffix("RV"),
+                     "params": params, "set_by": "user" if user else "default"})
+    return pd.DataFrame(rows)
+
+
+_PYMC_PARAM_NAMES = {
+    "NormalRV": ("mu", "sigma"), "HalfNormalRV": ("loc", "sigma"), "StudentTRV": ("nu", "mu", "sigma"),
+    "HalfStudentTRV": ("nu", "sigma"), "HalfCauchyRV": ("beta",), "CauchyRV": ("alpha", "beta"),
+    "ExponentialRV": ("scale",), "GammaRV": ("alpha", "scale"), "InvGammaRV": ("alpha", "beta"),
+    "LogNormalRV": ("mu", "sigma"), "UniformRV": ("lower", "upper"), "BetaRV": ("alpha", "beta"),
+    "LogisticRV": ("mu", "s"),
+}
+
+
+def _graph_form(prior) -> tuple[str, dict[str, float]]:
+    """How a spec prior appears in PyMC's graph (some distributions are stored by scale, not rate)."""
+    p = prior.params
+    if prior.dist == "Exponential":
+        return "ExponentialRV", {"scale": 1 / p["lam"]}
+    if prior.dist == "Gamma":
+        return "GammaRV", {"alpha": p["alpha"], "scale": 1 / p["beta"]}
+    name = {"InverseGamma": "InvGammaRV"}.get(prior.dist, f"{prior.dist}RV")
+    return name, dict(p)
+
+
+def check_priors_reached(model: bmb.Model, spec: ModelSpec) -> None:
+    """Fail loudly if a user prior did not arrive in the PyMC model unchanged."""
+    graph = pymc_priors(model, spec)
+    for term, prior in spec.priors.items():
+        rows = graph[graph["term"] == term]
+        if rows.empty:
+            continue  # a term dropped because the data cannot inform it (noted in prepare)
+        op_name, expected = _graph_form(prior)
+        row = rows.iloc[0]
+        found = row["params"]
+        same = row["distribution"] + "RV" == op_name and all(
+            key in found and np.allclose(found[key], value) for key, value in expected.items()
+        )
+        if not same:
+            raise SpecError(
+                f"model {spec.name!r}: prior for {term!r} did not reach the PyMC model: asked {prior}, "
+                f"model has {row['distribution']}{found}"
+            )
+
+
+def stored_variables(pymc_model) -> list[str]:
+    """Parameters worth storing: free and deterministic variables without an observation dimension.
+
+    Row-sized deterministics (Bambi's `mu`, a cumulative model's category probabilities `p`) are
+    recomputed by `predict` when needed; storing them costs memory and, for cumulative models, makes
+    nutpie reject the category dimension that `p` shares with the thresholds.
+    """
+    dims = pymc_model.named_vars_to_dims
+    return [var.name for var in [*pymc_model.free_RVs, *pymc_model.deterministics]
+            if "__obs__" not in dims.get(var.name, ())]
