@@ -78,7 +78,7 @@ def test_statistics_give_the_multivariate_normal_density_of_each_persons_waves(r
         cov = sigma**2 * np.eye(rows.sum()) + tau**2
         expected += scipy_stats.multivariate_normal(mu[rows], cov).logpdf(y[rows])
     theta = np.concatenate([np.ravel(b) for b in blocks])
-    found = fastpaths._marginal_logp(None, None, theta, sigma, tau, stats).eval()
+    found = fastpaths.marginal_logp(None, None, theta, sigma, tau, stats).eval()
     assert found == pytest.approx(expected, rel=1e-9)
 
 
@@ -265,7 +265,7 @@ def test_fit_path_builds_nothing_of_size_persons_squared_or_rows_times_persons(t
     built = []
     original = bmb.Model.__init__
     monkeypatch.setattr(bmb.Model, "__init__", lambda self, formula, *a, **k: (built.append(str(formula)), original(self, formula, *a, **k))[1])
-    other = fit_mod._model_to_sample(spec, prepared, spec.sampler)
+    other = fit_mod.model_to_sample(spec, prepared, spec.sampler)
     assert isinstance(other, fastpaths.OtherTerms)
     stats = fastpaths.participant_statistics(prepared, other)
     target = fastpaths.collapsed_model(other, stats)

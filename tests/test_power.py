@@ -39,12 +39,12 @@ def test_scaling_a_design_keeps_its_towns_in_proportion():
 def test_assurance_draws_effects_per_simulation_not_per_size():
     design = bt.load_design("small")
     spec = bt.load_spec("outflow")
-    a = pw._with_drawn_effects(pw.scale_design(design, 20), spec, np.random.default_rng([1, 0]), 0.5)
-    b = pw._with_drawn_effects(pw.scale_design(design, 80), spec, np.random.default_rng([1, 0]), 0.5)
+    a = pw.with_drawn_effects(pw.scale_design(design, 20), spec, np.random.default_rng([1, 0]), 0.5)
+    b = pw.with_drawn_effects(pw.scale_design(design, 80), spec, np.random.default_rng([1, 0]), 0.5)
     assert a["outflow"]["probability"] == b["outflow"]["probability"]
     assert a["outflow"]["probability"]["control"] == design["outflow"]["probability"]["control"]
     assert a["outflow"]["probability"]["intensive"] != design["outflow"]["probability"]["intensive"]
-    survey = pw._with_drawn_effects(design, bt.load_spec("wellbeing"), np.random.default_rng(3), 0.5)
+    survey = pw.with_drawn_effects(design, bt.load_spec("wellbeing"), np.random.default_rng(3), 0.5)
     shifted = np.subtract(survey["outcomes"]["wellbeing"]["arm_effects"]["intensive"],
                           design["outcomes"]["wellbeing"]["arm_effects"]["intensive"])
     assert np.ptp(shifted) == 0 and shifted[0] != 0  # one shift for every wave after baseline
@@ -57,7 +57,7 @@ def test_power_table_counts_decisions_with_wilson_intervals():
     assert table.loc[50, "successes"] == 2 and table.loc[100, "rate"] == 0.75
     assert table.loc[50, "lower95"] < 0.5 < table.loc[50, "upper95"]
     assert table.loc[50, "fits_with_divergences"] == 1
-    low, high = pw._wilson(0, 10)
+    low, high = pw.wilson_interval(0, 10)
     assert low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(0.2775, abs=1e-3)
 
 

@@ -54,7 +54,7 @@ def scale_design(design: dict, n_per_arm: int) -> dict:
     return scaled
 
 
-def _with_drawn_effects(design: dict, spec: ModelSpec, rng: np.random.Generator, effect_sd: float) -> dict:
+def with_drawn_effects(design: dict, spec: ModelSpec, rng: np.random.Generator, effect_sd: float) -> dict:
     """The design with each treatment arm's true effect shifted by a normal draw (link scale)."""
     drawn = copy.deepcopy(design)
     treated = design["arms"][1:]
@@ -140,7 +140,7 @@ def power(design: dict | str, n_per_arm=(50, 100, 200, 400), target: str = "inte
         scaled = scale_design(design, n)
         for i in range(sims):
             # The same simulation index draws the same true effects at every size (common random numbers).
-            truth = _with_drawn_effects(scaled, spec, np.random.default_rng([seed, i]), effect_sd) if effect_sd else scaled
+            truth = with_drawn_effects(scaled, spec, np.random.default_rng([seed, i]), effect_sd) if effect_sd else scaled
             tasks.append(Task(f"n{n:05d}-sim{i:05d}", power_fit, {
                 "spec_json": spec.to_json(), "design": truth, "seed": seed * 100_003 + i,
                 "settings": spec.sampler, "target": goal.text, "wave": wave}))
@@ -163,7 +163,8 @@ def power(design: dict | str, n_per_arm=(50, 100, 200, 400), target: str = "inte
     return result
 
 
-def _wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a proportion `successes / n` (95% for the default `z`)."""
     centre = (successes + z * z / 2) / (n + z * z)
     half = z * math.sqrt(successes * (n - successes) / n + z * z / 4) / (n + z * z)
     return centre - half, centre + half
@@ -174,7 +175,7 @@ def power_table(trials: pd.DataFrame, threshold: float) -> pd.DataFrame:
     rows = []
     for n, g in trials.groupby("n_per_arm"):
         successes = int((g["probability"] >= threshold).sum())
-        lower, upper = _wilson(successes, len(g))
+        lower, upper = wilson_interval(successes, len(g))
         rows.append({"n_per_arm": int(n), "sims": len(g), "successes": successes, "rate": successes / len(g),
                      "lower95": lower, "upper95": upper, "mean_probability": g["probability"].mean(),
                      "mean_effect": g["effect_mean"].mean(), "fits_with_divergences": int((g["divergences"] > 0).sum())})

@@ -293,14 +293,12 @@ def _read_delimited(raw: bytes, name: str, forced_delimiter: str | None = None) 
     if not text.strip():
         raise _fail(name, "file is empty")
 
-    skipped_lines = 0
     delimiter = forced_delimiter
     first_line, _, rest = text.partition("\n")
     sep_hint = re.fullmatch(r"\s*sep=(.)\s*", first_line)
     if sep_hint:  # Excel's "sep=;" first line
         delimiter = sep_hint.group(1)
         text = rest
-        skipped_lines = 1
     if delimiter is None:
         header_line = next((ln for ln in text.splitlines() if ln.strip()), "")
         counts = {d: _count_outside_quotes(header_line, d) for d in (";", "\t", ",")}

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bayes_trial.core.errors import SpecError
 from bayes_trial.families.base import TRIALS
-from bayes_trial.families.hazard import TIME_COLUMNS, time_columns
+from bayes_trial.families.hazard import TIME_COLUMNS, person_months, register_persons, time_columns
 from bayes_trial.sampling.fit import Fit, expected_response
 from bayes_trial.modelling.frames import arm_levels
 from bayes_trial.estimands.query import (DEFAULT_INTERVAL, MIN_CELL, NEW_MUNICIPALITY, arms_by_town, is_new_town,
@@ -269,7 +269,7 @@ def observed_curves(data: Fit | pd.DataFrame, *, by: str | None = None, control_
         month_grid(data)
         cells, events = data.data, data.spec.outcome
     else:
-        persons = _register_persons(data, "observed curves", control_arm)
+        persons = register_persons(data, "observed curves", control_arm)
         persons["arm"] = pd.Categorical(persons["arm"], categories=arm_levels(persons["arm"], control_arm), ordered=True)
         cells, events = person_months(persons, group), "outflow_work"
     counts = (cells.groupby([*group, "month"], observed=True, sort=True)[[events, TRIALS]].sum()

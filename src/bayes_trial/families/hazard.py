@@ -73,6 +73,15 @@ def person_months(persons: pd.DataFrame, by: list[str], *, event: str = "outflow
     return long.loc[long[TRIALS] > 0].reset_index(drop=True)
 
 
+def register_persons(frame: pd.DataFrame, where: str, control_arm: str) -> pd.DataFrame:
+    """The register table validated, with the month columns a hazard model needs (a `DataError` if absent)."""
+    missing = [c for c in MONTH_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{where}: a hazard model needs column(s) {', '.join(missing)} in the register data "
+                        "(months from the start to outflow, empty if none; months followed)")
+    return validate_register(frame, source=where, control_arm=control_arm)
+
+
 class Hazard(Family):
     """Binomial counts of outflow per month at risk, on a logit link.
 
@@ -99,11 +108,7 @@ class Hazard(Family):
     def check_table(self, spec, frame: pd.DataFrame, where: str) -> pd.DataFrame:
         if spec.table != "register":
             raise SpecError(f"model {spec.name!r}: a hazard model reads the register table, not {spec.table!r}")
-        missing = [c for c in MONTH_COLUMNS if c not in frame.columns]
-        if missing:
-            raise DataError(f"{where}: a hazard model needs column(s) {', '.join(missing)} in the register data "
-                            "(months from the start to outflow, empty if none; months followed)")
-        return validate_register(frame, source=where, control_arm=spec.control_arm)
+        return register_persons(frame, where, spec.control_arm)
 
     def row_columns(self, columns: list[str]) -> tuple[list[str], tuple[str, ...]]:
         return [c for c in columns if c not in TIME_COLUMNS] + ["months_followed"], ("months_to_outflow",)

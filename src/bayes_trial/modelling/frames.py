@@ -20,11 +20,10 @@ from __future__ import annotations
 import dataclasses
 import re
 
-import numpy as np
 import pandas as pd
 
 from bayes_trial.data.contract import SOURCE_ATTR, missing_outcome_counts
-from bayes_trial.core.errors import DataError, SpecError
+from bayes_trial.core.errors import DataError
 from bayes_trial.families import registry
 from bayes_trial.families.base import TRIALS, Family, PreparedData
 from bayes_trial.modelling.spec import ModelSpec

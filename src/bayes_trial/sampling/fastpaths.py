@@ -273,7 +273,8 @@ def participant_statistics(prepared: PreparedData, model: bmb.Model | OtherTerms
 # ---------------------------------------------------------------------------------------------
 
 
-def _marginal_logp(value, mu, theta, sigma, participant_sd, stats: ParticipantStatistics):
+def marginal_logp(value, mu, theta, sigma, participant_sd, stats: ParticipantStatistics):
+    """Log-likelihood of all rows with each person's intercept integrated out (one term per person)."""
     import pytensor.tensor as pt
 
     residual_var = sigma**2
@@ -292,7 +293,7 @@ def _marginal_likelihood(name, *, mu, sigma, participant_sd, observed, dims, sta
     model = pm.modelcontext(None)
     theta = pt.concatenate([pt.flatten(model[block]) for block in stats.blocks])
     # mu only gives the response its length; the log density reads the rows through `stats`.
-    return pm.CustomDist(name, mu, theta, sigma, participant_sd, logp=partial(_marginal_logp, stats=stats),
+    return pm.CustomDist(name, mu, theta, sigma, participant_sd, logp=partial(marginal_logp, stats=stats),
                          signature="(n),(q),(),()->(n)", observed=observed, dims=dims)
 
 

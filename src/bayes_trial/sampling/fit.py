@@ -220,7 +220,7 @@ def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_h
     for note in prepared.notes:
         say(f"note: {note}", progress)
     settings = spec.sampler
-    bmb_model = _model_to_sample(spec, prepared, settings)
+    bmb_model = model_to_sample(spec, prepared, settings)
     say(f"Sampling {spec.name} ({prepared.formula}, {prepared.family}) with {settings['sampler']}: "
         f"{settings['chains']} chains x {settings['tune']} tune + {settings['draws']} draws, seed {settings['seed']}", progress)
     started = time.perf_counter()
@@ -251,7 +251,7 @@ def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_h
     return fit
 
 
-def _model_to_sample(spec: ModelSpec, prepared: model_mod.PreparedData, settings: dict[str, Any]):
+def model_to_sample(spec: ModelSpec, prepared: model_mod.PreparedData, settings: dict[str, Any]):
     """The built Bambi model, or for the fast Gaussian participant-intercept path only its other terms.
 
     Bambi builds `(1|participant_id)` from dense rows x persons and persons x persons matrices (47 GiB
