@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow bench validation clean
+.PHONY: install demo lint test test-slow bench validation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/bayes-trial run workflows/oss_demo.toml
 
-test: $(STAMP)
+# The layer and style checks first (seconds), then the tests.
+lint: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests benchmarks workflows
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
