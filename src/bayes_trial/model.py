@@ -25,13 +25,15 @@ import bambi as bmb
 import numpy as np
 import pandas as pd
 
+from . import autoprior
 from .data import SOURCE_ATTR, missing_outcome_counts
 from .errors import DataError, SpecError
-from .spec import ModelSpec, check_prior_for_term
+from .spec import AUTO, ModelSpec, check_prior_for_term
 
 TRIALS = "n_trials"
 NO_CONSULTANT = "none"
 ID_COLUMNS = ("participant_id", "municipality", "consultant_id")
+CONFOUNDED = "consultants cannot be separated from arms in"
 FACTOR_COLUMNS = ("arm", "wave")
 _GROUP_TERM = re.compile(r"\(\s*([^()|]+?)\s*\|\s*([^()|]+?)\s*\)")
 _IDENTIFIER = re.compile(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*[(=])")  # names, not functions or keywords
@@ -228,7 +230,32 @@ def prepare(spec: ModelSpec, frame: pd.DataFrame) -> PreparedData:
     missing = () if counts is None else tuple(
         (str(r.arm), None if r.wave is None or pd.isna(r.wave) else int(r.wave), int(r.n_dropped), int(r.n_total))
         for r in counts.itertuples(index=False))
-    return dataclasses.replace(_prepare(spec, frame), missing=missing)
+    prepared = _prepare(spec, frame)
+    notes = prepared.notes + tuple(confounding_notes(prepared))
+    return dataclasses.replace(prepared, missing=missing, notes=notes)
+
+
+def confounding_notes(prepared: PreparedData) -> list[str]:
+    """One line per town whose every arm has exactly one consultant, when the model has consultant effects.
+
+    There the consultant and arm effects are the same contrast in the data: only the consultant
+    prior splits them, so the town's arm effect is not learnt from its data.
+    """
+    data = prepared.data
+    has_consultants = any("consultant_id" in factor for _, factor in group_terms(prepared.formula))
+    if not has_consultants or not {"arm", "municipality", "consultant_id"} <= set(data.columns):
+        return []
+    notes = []
+    for town, rows in data.groupby("municipality", sort=True, observed=True):
+        per_arm = rows.groupby("arm", observed=True)["consultant_id"].nunique()
+        if len(per_arm) > 1 and (per_arm == 1).all() and rows["consultant_id"].nunique() == len(per_arm):
+            notes.append(f"{CONFOUNDED} {town}: one consultant per arm; the arm effect there rests on the consultant prior")
+    return notes
+
+
+def resolve_priors(spec: ModelSpec, prepared: PreparedData) -> autoprior.Resolved:
+    """`spec` with its `auto` and unset priors scaled to these data (`autoprior.resolve`), and why."""
+    return autoprior.resolve(spec, prepared)
 
 
 def _prepare(spec: ModelSpec, frame: pd.DataFrame) -> PreparedData:
@@ -290,14 +317,16 @@ def valid_prior_terms(model: bmb.Model) -> list[str]:
 
 
 def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
-    """A built Bambi model (PyMC model in `model.backend.model`) with the spec's priors."""
-    for term, prior in spec.priors.items():
+    """A built Bambi model (PyMC model in `model.backend.model`) with the spec's priors, `auto` ones resolved."""
+    spec = resolve_priors(spec, prepared).spec
+    used = {term: prior for term, prior in spec.priors.items() if prior.dist != AUTO}  # AUTO left: a dropped term
+    for term, prior in used.items():
         check_prior_for_term(term, prior, where=f"model {spec.name!r}")
     try:
         # Priors go in with the formula: Bambi 0.17 cannot auto-scale a default prior for a
         # multi-column term (a spline) in a logit model, so such a term needs its prior up front.
         model = NestedModel(prepared.formula, prepared.data, family=prepared.family, center_predictors=False,
-                            priors={term: _bambi_prior(term, prior) for term, prior in spec.priors.items()})
+                            priors={term: _bambi_prior(term, prior) for term, prior in used.items()})
     except Exception as exc:  # formulae raises many types for bad formulas
         raise SpecError(f"model {spec.name!r}: Bambi cannot use formula {prepared.formula!r}: {str(exc).splitlines()[0]}") from None
     valid = valid_prior_terms(model)
@@ -306,7 +335,7 @@ def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
         if term not in valid and not dropped:
             raise SpecError(f"model {spec.name!r}: prior for unknown term {term!r}; valid terms: {', '.join(valid)}")
     model.build()
-    check_priors_reached(model, spec)
+    check_priors_reached(model, spec)  # the resolved spec: `auto` priors must arrive as resolved too
     return model
 
 
@@ -325,9 +354,10 @@ def pymc_priors(model: bmb.Model, spec: ModelSpec | None = None) -> pd.DataFrame
         names = [n for n in _PYMC_PARAM_NAMES.get(type(op).__name__, ())] or [f"p{i}" for i in range(len(values))]
         params = {n: float(v[0]) if np.all(v == v[0]) else v.round(4).tolist() for n, v in zip(names, values)}
         term = rv.name[: -len("_sigma")] if rv.name.endswith("_sigma") and "|" in rv.name else rv.name
-        user = spec is not None and term in spec.priors
+        user = spec is not None and term in spec.priors and spec.priors[term].dist != AUTO
+        set_by = "user" if user else "default" if term == "threshold" else "auto"
         rows.append({"term": term, "parameter": rv.name, "distribution": type(op).__name__.removesuffix("RV"),
-                     "params": params, "set_by": "user" if user else "default"})
+                     "params": params, "set_by": set_by})
     return pd.DataFrame(rows)
 
 
@@ -356,7 +386,7 @@ def check_priors_reached(model: bmb.Model, spec: ModelSpec) -> None:
     graph = pymc_priors(model, spec)
     for term, prior in spec.priors.items():
         rows = graph[graph["term"] == term]
-        if rows.empty:
+        if rows.empty or prior.dist == AUTO:
             continue  # a term dropped because the data cannot inform it (noted in prepare)
         op_name, expected = _graph_form(prior)
         row = rows.iloc[0]
