@@ -104,7 +104,7 @@ def test_prior_table_marks_defaults_and_reads_them_from_the_data(small_sim):
     assert with_data.loc["sigma", "prior"].startswith("Exponential(lam=")
     assert with_data.loc["1|participant_id", "applies_to"] == "SD of group effects"
     text = format_prior_table(prior_table(spec, small_sim.survey))
-    assert "set by" in text and "default" in text and "user" in text
+    assert "set by" in text and "auto" in text and "user" in text
 
 
 def test_a_prior_for_a_term_dropped_from_these_data_is_reported_unused(small_sim):
