@@ -163,3 +163,20 @@ def test_report_of_two_fits_of_one_spec_gives_each_file_its_own_section_and_verd
     html = (out / "three_report" / "report.html").read_text()
     assert html.count("class='verdict pass'") == 4 and html.count("class='verdict fail'") == 2  # top list + sections
     assert len({p.parent.name for p in (out / "three_report" / "figures").rglob("*.png")}) == 3
+
+
+def test_priors_with_data_prints_each_auto_prior_and_why(small_sim_dir, small_sim, capsys):
+    assert cli.main(["priors", "wellbeing", "--data", str(small_sim_dir)]) == 0
+    out = capsys.readouterr().out
+    sd = small_sim.survey["wellbeing"].dropna().std()
+    assert f"arm: auto: 0.5 x SD(wellbeing)={sd:.3g} -> Normal(mu=0, sigma={float(f'{0.5 * sd:.3g}'):g})" in out
+    assert "HalfStudentT(nu=3, sigma=0.7)" in out  # the consultant prior the spec states
+
+
+def test_prior_check_exits_1_on_fail_with_the_verdict_last(small_sim_dir, tmp_path, capsys):
+    assert cli.main(["prior-check", "outflow", "--data", str(small_sim_dir), "--out", str(tmp_path),
+                     "--draws", "100"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("outflow: prior predictive check PASS")
+    assert cli.main(["prior-check", "outflow", "--data", str(small_sim_dir), "--out", str(tmp_path),
+                     "--draws", "100", "--prior", "arm=Normal(0, 3)", "--implausible", "20"]) == 1
+    assert "P(|effect| > 20 pp)" in capsys.readouterr().out

@@ -3,11 +3,13 @@
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import expit
 from scipy.stats import norm
 
 import bayes_trial as bt
+from bayes_trial.modelling import autoprior
 from bayes_trial.modelling import frames as model_mod
 from bayes_trial.sampling import build as bambi_build
 from bayes_trial.estimands import query
@@ -56,16 +58,20 @@ def test_prior_terms_follow_the_formula_and_family_without_data():
 
 
 @pytest.mark.parametrize("name", BUNDLED)
-def test_every_user_prior_in_the_bundled_specs_reaches_the_pymc_model(name, small_sim):
+def test_every_prior_in_the_bundled_specs_reaches_the_pymc_model(name, small_sim):
     spec = bt.load_spec(name)
-    table = prior_table(spec, frame_for(spec, small_sim)).set_index("term")
+    frame = frame_for(spec, small_sim)
+    resolved = model_mod.resolve_priors(spec, model_mod.prepare(spec, frame))
+    table = prior_table(spec, frame).set_index("term")
     for term, prior in spec.priors.items():
         row = table.loc[term]
-        assert row["set_by"] == "user"
-        assert row["prior"] == str(prior)  # the spec's own notation
-        assert set(row["params"]) == set(prior.params)
-        assert all(np.allclose(row["params"][k], v) for k, v in prior.params.items())
-    assert set(table.index[table["set_by"] == "default"]).isdisjoint(spec.priors)
+        assert row["set_by"] == ("auto" if prior.dist == "auto" else "user")
+        used = resolved.spec.priors[term]
+        assert row["prior"] == str(used)  # the spec's own notation
+        assert set(row["params"]) == set(used.params)
+        assert all(np.allclose(row["params"][k], v) for k, v in used.params.items())
+        assert row["note"].startswith("auto: ") == (prior.dist == "auto")
+    assert set(table.index[table["set_by"] == "default"]) <= {"threshold"}
 
 
 @pytest.mark.parametrize("name, priors", [
@@ -88,16 +94,18 @@ def test_prior_table_marks_defaults_and_reads_them_from_the_data(small_sim):
     spec = bt.load_spec("wellbeing")
     spec = dataclasses.replace(spec, priors={k: v for k, v in spec.priors.items() if k not in ("arm", "sigma")})
     without_data = prior_table(spec).set_index("term")
-    assert without_data.loc["arm", "set_by"] == "default" and without_data.loc["arm", "prior"] == DEFAULT_NOTE
-    assert without_data.loc["Intercept", "set_by"] == "user"
+    assert without_data.loc["arm", "set_by"] == "auto" and without_data.loc["arm", "prior"] == DEFAULT_NOTE
+    assert without_data.loc["1|municipality:consultant_id", "set_by"] == "user"
     with_data = prior_table(spec, small_sim.survey).set_index("term")
     assert list(with_data.index) == list(without_data.index)
-    assert with_data.loc["arm", "set_by"] == "default"
-    assert with_data.loc["arm", "prior"].startswith("Normal(mu=0, sigma=[")  # Bambi's per-level scaled default
-    assert with_data.loc["sigma", "prior"].startswith("HalfStudentT(nu=4, sigma=")
+    sd = small_sim.survey["wellbeing"].dropna().std()
+    assert with_data.loc["arm", "set_by"] == "auto"
+    assert with_data.loc["arm", "prior"] == f"Normal(mu=0, sigma={float(f'{0.5 * sd:.3g}'):.4g})"
+    assert with_data.loc["arm", "note"] == f"auto: 0.5 x SD(wellbeing)={sd:.3g} -> Normal(mu=0, sigma={float(f'{0.5 * sd:.3g}'):g})"
+    assert with_data.loc["sigma", "prior"].startswith("Exponential(lam=")
     assert with_data.loc["1|participant_id", "applies_to"] == "SD of group effects"
     text = format_prior_table(prior_table(spec, small_sim.survey))
-    assert "set by" in text and "default" in text and "user" in text
+    assert "set by" in text and "auto" in text and "user" in text
 
 
 def test_a_prior_for_a_term_dropped_from_these_data_is_reported_unused(small_sim):
@@ -254,3 +262,100 @@ def test_ordered_thresholds_follow_the_normal_prior_restricted_to_increasing_val
 def test_prior_check_refuses_too_few_draws(small_sim):
     with pytest.raises(SpecError, match="draws must be an integer of at least 10"):
         prior_check(bt.load_spec("outflow"), small_sim.register, draws=3)
+
+
+# ---------------------------------------------------------------------------------------------
+# auto priors and the prior-check verdict
+# ---------------------------------------------------------------------------------------------
+
+
+def _prepared(family, outcome, **columns):
+    data = pd.DataFrame({"y": outcome, **columns})
+    return model_mod.PreparedData(data, "y ~ " + " + ".join(columns), family, "y")
+
+
+def test_auto_priors_of_a_gaussian_score_with_sd_2_follow_the_documented_rule():
+    rng = np.random.default_rng(1)
+    y = rng.normal(0, 1, 400)
+    y = 6 + 2 * (y - y.mean()) / y.std(ddof=1)  # mean 6, SD exactly 2
+    arm = pd.Categorical(np.repeat(["control", "a"], 200), categories=["control", "a"])
+    age = rng.normal(40, 10, 400)
+    prepared = _prepared("gaussian", y, arm=arm, age=age)
+    spec = dataclasses.replace(bt.load_spec("wellbeing"), outcome="y", formula="y ~ arm + age", priors={})
+    resolved = autoprior.resolve(spec, prepared)
+    priors = resolved.spec.priors
+    assert priors["Intercept"] == parse_prior("Normal(6, 1)")          # mean(y), 0.5 x SD
+    assert priors["arm"] == parse_prior("Normal(0, 1)")                # 0.5 x SD for a dummy-coded arm
+    assert priors["age"].params["sigma"] == pytest.approx(1 / age.std(ddof=1), rel=1e-2)  # / SD(age)
+    assert priors["sigma"] == parse_prior("Exponential(0.5)")          # rate 1 / SD
+    assert resolved.reasons["arm"] == "auto: 0.5 x SD(y)=2 -> Normal(mu=0, sigma=1)"
+    grouped = _prepared("gaussian", y, arm=arm)
+    grouped = dataclasses.replace(grouped, formula="y ~ arm + (1|arm)")
+    assert autoprior.resolve(dataclasses.replace(spec, formula="y ~ arm + (1|arm)"), grouped).spec.priors[
+        "1|arm"] == parse_prior("HalfStudentT(3, 0.5)")                # Student-t(3), 0.25 x SD
+
+
+def test_auto_priors_of_a_binary_outcome_are_fixed_on_the_logit_scale():
+    arm = pd.Categorical(np.repeat(["control", "a"], 100), categories=["control", "a"])
+    for y in (np.tile([0, 1], 100), np.r_[np.zeros(180), np.ones(20)]):  # whatever the rate
+        spec = dataclasses.replace(bt.load_spec("outflow"), outcome="y", formula="y ~ arm + (1|arm)", priors={})
+        prepared = dataclasses.replace(_prepared("bernoulli", y, arm=arm), formula="y ~ arm + (1|arm)")
+        priors = autoprior.resolve(spec, prepared).spec.priors
+        assert priors == {"Intercept": parse_prior("Normal(0, 1.5)"), "arm": parse_prior("Normal(0, 0.5)"),
+                          "1|arm": parse_prior("HalfStudentT(3, 0.5)")}
+
+
+def test_auto_and_unset_priors_resolve_alike_and_numbers_stay(small_sim):
+    spec = bt.load_spec("outflow")
+    unset = dataclasses.replace(spec, priors={"arm": parse_prior("Normal(0, 0.2)")})
+    prepared = model_mod.prepare(spec, small_sim.register)
+    auto = model_mod.resolve_priors(spec.with_priors({"arm": parse_prior("Normal(0, 0.2)")}), prepared).spec.priors
+    assert model_mod.resolve_priors(unset, prepared).spec.priors == auto
+    assert auto["arm"] == parse_prior("Normal(0, 0.2)")
+
+
+@pytest.mark.parametrize("name", ["wellbeing", "outflow", "job_applications", "trust_item"])
+def test_the_bundled_specs_pass_their_prior_check(name, small_sim):
+    spec = bt.load_spec(name)
+    verdict = prior_check(spec, frame_for(spec, small_sim), draws=200, seed=7).verdict
+    assert verdict.passed, verdict.format()
+    if name == "wellbeing":
+        assert verdict.outside <= 5 and verdict.implausible == 3
+
+
+def test_prior_check_fails_a_deliberately_wide_prior(small_sim):
+    wide = with_priors("wellbeing", Intercept="Normal(6, 5)", arm="Normal(0, 5)", sigma="HalfNormal(5)")
+    verdict = prior_check(wide, small_sim.survey, draws=200, seed=7).verdict
+    assert not verdict.passed
+    assert verdict.outside > 5 and verdict.effect_prob > 0.1
+    assert verdict.format().startswith("prior predictive check FAIL: ")
+    # A binary outcome has no bounds to leave, only implausible effects; the size is settable.
+    outflow = with_priors("outflow", arm="Normal(0, 3)")
+    assert prior_check(outflow, small_sim.register, draws=200, seed=7).verdict.outside is None
+    assert not prior_check(outflow, small_sim.register, draws=200, seed=7).verdict.passed
+    assert prior_check(outflow, small_sim.register, draws=200, seed=7, implausible=99).verdict.passed
+
+
+def test_stored_fits_keep_and_report_their_resolved_priors(wellbeing_fit, wellbeing_fit_path, monkeypatch):
+    loaded = bt.load(wellbeing_fit_path)
+    assert loaded.used_spec.priors == wellbeing_fit.used_spec.priors
+    assert all(p.dist != "auto" for p in loaded.used_spec.priors.values())
+    assert loaded.prior_reasons["arm"].startswith("auto: 0.5 x SD(wellbeing)=")
+    # A later change of the auto rule does not change what a stored fit says it used.
+    monkeypatch.setitem(autoprior.RULES["gaussian"], "coefficient", 5.0)
+    again = bt.load(wellbeing_fit_path)
+    assert again.used_spec.priors["arm"] == wellbeing_fit.used_spec.priors["arm"]
+    graph = bambi_build.pymc_priors(again.model, again.spec).set_index("term")
+    assert graph.loc["arm", "params"]["sigma"] == pytest.approx(wellbeing_fit.used_spec.priors["arm"].params["sigma"])
+
+
+def test_one_consultant_per_arm_says_the_arm_effect_rests_on_the_consultant_prior(small_sim):
+    register = small_sim.register.copy()
+    town = register["municipality"].iloc[0]
+    here = register["municipality"] == town
+    register.loc[here, "consultant_id"] = "c-" + register.loc[here, "arm"].astype(str)
+    notes = model_mod.prepare(bt.load_spec("outflow"), register).notes
+    assert (f"consultants cannot be separated from arms in {town}: one consultant per arm; "
+            "the arm effect there rests on the consultant prior") in notes
+    assert not any(n.startswith(model_mod.CONFOUNDED) for n in model_mod.prepare(bt.load_spec("outflow"),
+                                                                                   small_sim.register).notes)

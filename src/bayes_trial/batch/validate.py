@@ -284,6 +284,9 @@ def sbc(spec: ModelSpec | str, design: dict | str, sims: int = 100, *, out: str 
     settings = {**spec.sampler, **SBC_SETTINGS, **{k: v for k, v in sampler_settings.items() if v is not None}}
     spec = spec.with_sampler(**settings)
     prepared = model_mod.prepare(spec, model_frame(spec, simulate(design, seed=seed)))
+    # `auto` priors resolved once, on the simulated design's rows: the draws and every refit then use
+    # the same numbers (resolved on each simulated outcome they would differ from the drawing prior).
+    spec = model_mod.resolve_priors(spec, prepared).spec
     pymc_model = bambi_build.build(spec, prepared).backend.model
     names = ranked_parameters(pymc_model)
     key = _structure_key(spec, prepared)

@@ -20,17 +20,24 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_trial.modelling import frames as model_mod
-from bayes_trial.sampling import build as bambi_build
-from bayes_trial.estimands import query
 from bayes_trial.core.errors import SpecError
+from bayes_trial.estimands import query
 from bayes_trial.families import registry
+from bayes_trial.modelling import autoprior
+from bayes_trial.modelling import frames as model_mod
+from bayes_trial.modelling.spec import AUTO, ModelSpec, check_prior_for_term
+from bayes_trial.sampling import build as bambi_build
 from bayes_trial.sampling.fit import Fit
-from bayes_trial.modelling.spec import ModelSpec, check_prior_for_term
 
+# The verdict: FAIL when more than this percentage of prior-predicted outcomes falls outside the
+# outcome's bounds, or when the prior probability of an implausibly large effect exceeds EFFECT_LIMIT.
+OUTSIDE_LIMIT = 5.0
+EFFECT_LIMIT = 0.10
+# Prior draws behind the report's prior-check verdict (cheap; seeded by the fit's sampler seed).
+REPORT_DRAWS = 200
 # Prior predictive values kept for the figure's histogram (pooled over rows and draws).
 PREDICTED_SAMPLE = 20_000
-DEFAULT_NOTE = "default (Bambi scales it to the data; give data to see it)"
+DEFAULT_NOTE = "auto (scaled to the outcome; give data to see it)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,30 +115,33 @@ def prior_table(spec: ModelSpec, frame: pd.DataFrame | None = None) -> pd.DataFr
 
     With data, the priors are read from the built PyMC model: Bambi's defaults depend on the data
     (they are scaled to the outcome and predictors), and a prior that did not reach the model shows
-    up as what the model really has. Without data, defaults are listed as such. Columns: term,
-    applies_to, prior, params (a dict in the spec's parametrisation), set_by, note.
+    up as what the model really has; `auto` priors carry the rule that gave their numbers in
+    `note` ("auto: 0.5 x SD(wellbeing)=1.83 -> Normal(mu=0, sigma=0.915)"). Without data, `auto`
+    priors are listed as such. Columns: term, applies_to, prior, params (a dict in the spec's
+    parametrisation), set_by ('user', 'auto', or 'default' for ordinal thresholds), note.
     """
     check_priors(spec)
     if frame is None:
-        rows = [
-            {"term": term, "applies_to": _applies_to(term),
-             "prior": str(spec.priors[term]) if term in spec.priors else DEFAULT_NOTE,
-             "params": dict(spec.priors[term].params) if term in spec.priors else {},
-             "set_by": "user" if term in spec.priors else "default", "note": ""}
-            for term in prior_terms(spec)
-        ]
+        rows = []
+        for term in prior_terms(spec):
+            user = term in spec.priors and spec.priors[term].dist != AUTO
+            default = "default (Bambi's ordered normals)" if term == "threshold" else DEFAULT_NOTE
+            rows.append({"term": term, "applies_to": _applies_to(term), "prior": str(spec.priors[term]) if user else default,
+                         "params": dict(spec.priors[term].params) if user else {},
+                         "set_by": "user" if user else "default" if term == "threshold" else "auto", "note": ""})
         return pd.DataFrame(rows)
     prepared = model_mod.prepare(spec, frame)
+    reasons = model_mod.resolve_priors(spec, prepared).reasons
     graph = bambi_build.pymc_priors(bambi_build.build(spec, prepared), spec)
     rows = []
     for record in graph.to_dict("records"):
         distribution, params = _user_form(record["distribution"], record["params"])
         rows.append({"term": record["term"], "applies_to": _applies_to(record["term"]),
                      "prior": format_prior(distribution, params), "params": params,
-                     "set_by": record["set_by"], "note": ""})
+                     "set_by": record["set_by"], "note": reasons.get(record["term"], "")})
     dropped = "; ".join(n for n in prepared.notes if n.startswith("dropped")) or "not in the model"
     rows += [{"term": term, "applies_to": _applies_to(term), "prior": str(prior), "params": dict(prior.params),
-              "set_by": "user", "note": f"not used: {dropped}"}
+              "set_by": "user" if prior.dist != AUTO else "auto", "note": f"not used: {dropped}"}
              for term, prior in spec.priors.items() if term not in set(graph["term"])]
     order = {term: i for i, term in enumerate(prior_terms(spec))}
     table = pd.DataFrame(rows).sort_values("term", key=lambda t: t.map(order).fillna(len(order)), kind="stable")
@@ -185,6 +195,40 @@ class PriorCheck:
     predicted: np.ndarray
     interval: float = query.DEFAULT_INTERVAL
     notes: tuple[str, ...] = field(default_factory=tuple)
+    verdict: PriorVerdict | None = None
+
+
+@dataclass(frozen=True)
+class PriorVerdict:
+    """PASS/FAIL of a prior predictive check and the two numbers behind it.
+
+    outside: percentage of predicted outcomes outside the outcome's bounds (None: no bounds apply,
+    e.g. binary outcomes and ordinal categories); effect_prob: the largest prior P(|effect| >
+    implausible) over the contrasts and waves.
+    """
+
+    outside: float | None
+    bounds: str  # "outside 0-10", "above 200"
+    implausible: float
+    unit: str
+    effect_prob: float
+
+    @property
+    def passed(self) -> bool:
+        return (self.outside is None or self.outside <= OUTSIDE_LIMIT) and self.effect_prob <= EFFECT_LIMIT
+
+    def format(self) -> str:
+        outside = ("" if self.outside is None else
+                   f"{self.outside:.1f}% of predicted outcomes {self.bounds} (limit {OUTSIDE_LIMIT:g}%); ")
+        return (f"prior predictive check {'PASS' if self.passed else 'FAIL'}: {outside}prior P(|effect| > "
+                f"{self.implausible:g} {self.unit}) = {100 * self.effect_prob:.1f}% (limit {100 * EFFECT_LIMIT:g}%)")
+
+
+def implausible_effect(spec: ModelSpec, prepared: model_mod.PreparedData) -> float:
+    """The effect size (outcome unit) the prior should make unlikely: the spec's, else the family's default."""
+    if spec.implausible_effect is not None:
+        return spec.implausible_effect
+    return registry.get(spec.family).implausible_effect(spec, autoprior.outcome_values(prepared))
 
 
 def _parameter_names(pymc_model) -> list[str]:
@@ -268,18 +312,20 @@ def _share_rows(spec: ModelSpec, prepared: model_mod.PreparedData, predicted: np
     return rows
 
 
-def prior_fit(spec: ModelSpec, frame: pd.DataFrame, draws: int = 500, seed: int | None = None) -> Fit:
+def prior_fit(spec: ModelSpec, data: pd.DataFrame | model_mod.PreparedData, draws: int = 500,
+              seed: int | None = None) -> Fit:
     """A `Fit` whose posterior group holds draws from the prior: every query then answers under the prior.
 
-    The rows of `frame` give the design (arms, towns, consultants, waves); their outcomes are not
-    used. The prior predictive outcome of every model row is in `idata.prior_predictive`, and
-    notes on the draws in `info["prior_notes"]`.
+    The rows of `data` (a table, or model-ready rows such as a stored fit's) give the design (arms,
+    towns, consultants, waves); their outcomes are not used, except to scale `auto` priors. The
+    prior predictive outcome of every model row is in `idata.prior_predictive`, and notes on the
+    draws in `info["prior_notes"]`.
     """
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 10:
         raise SpecError(f"prior check: draws must be an integer of at least 10, got {draws!r}")
     seed = spec.sampler["seed"] if seed is None else seed
     check_priors(spec)
-    prepared = model_mod.prepare(spec, frame)
+    prepared = data if isinstance(data, model_mod.PreparedData) else model_mod.prepare(spec, data)
     bmb_model = bambi_build.build(spec, prepared)
     parameters, predicted, notes = _sample_prior(bmb_model, draws, seed)
     outcome = xr.Dataset({prepared.response: (("chain", "draw", "__obs__"), predicted[np.newaxis])})
@@ -289,20 +335,26 @@ def prior_fit(spec: ModelSpec, frame: pd.DataFrame, draws: int = 500, seed: int 
     return fit
 
 
-def prior_check(spec: ModelSpec, frame: pd.DataFrame, draws: int = 500, seed: int | None = None,
-                interval: float = query.DEFAULT_INTERVAL) -> PriorCheck:
-    """Draw from the prior of `spec` on the rows of `frame` (outcomes unused) and summarise it.
+def prior_check(spec: ModelSpec, data: pd.DataFrame | model_mod.PreparedData, draws: int = 500,
+                seed: int | None = None, interval: float = query.DEFAULT_INTERVAL,
+                implausible: float | None = None) -> PriorCheck:
+    """Draw from the prior of `spec` on the rows of `data` (outcomes unused) and summarise it, with a verdict.
 
     The summary has one row per quantity x arm (or contrast) x wave: the standardised mean outcome
     per arm ("arm mean"), each arm against control ("effect", with the prior P(> 0)), and for
     scores, counts and ordinal items the share of predicted outcomes outside the scale, of zeros,
-    or in each category, per arm and over all rows ("all").
+    or in each category, per arm and over all rows ("all"). The verdict (`PriorVerdict`) fails
+    when more than `OUTSIDE_LIMIT` % of predicted outcomes fall outside the spec's bounds, or the
+    prior P(|effect| > implausible) exceeds `EFFECT_LIMIT` for some contrast and wave;
+    `implausible` (outcome unit) overrides the spec's `implausible_effect` and the family default.
     """
     if not registry.get(spec.family).prior_checkable:
         checkable = [family.name for family in registry.families() if family.prior_checkable]
         raise SpecError(f"model {spec.name!r}: prior checks cover the families {', '.join(checkable)}, "
                         f"not {spec.family!r}")
-    fit = prior_fit(spec, frame, draws, seed)
+    if implausible is not None and not implausible > 0:
+        raise SpecError(f"prior check: the implausible effect must be a positive number, got {implausible!r}")
+    fit = prior_fit(spec, data, draws, seed)
     predicted = fit.idata.prior_predictive[fit.prepared.response].to_numpy()[0]
     estimands = outcome_draws(fit)
     rows = [{"quantity": "arm mean", "arm": arm, "wave": wave, "unit": mean_unit(spec),
@@ -314,14 +366,32 @@ def prior_check(spec: ModelSpec, frame: pd.DataFrame, draws: int = 500, seed: in
     rows += _share_rows(spec, fit.prepared, predicted, interval)
     rng = np.random.default_rng(fit.info["seed"])
     sample = rng.choice(predicted.ravel(), size=min(PREDICTED_SAMPLE, predicted.size), replace=False)
-    return PriorCheck(spec, pd.DataFrame(rows), estimands, sample.astype(float), interval,
-                      fit.prepared.notes + tuple(fit.info["prior_notes"]))
+    summary = pd.DataFrame(rows)
+    size = implausible_effect(spec, fit.prepared) if implausible is None else float(implausible)
+    outside = summary[(summary["arm"] == "all") & summary["quantity"].str.startswith(
+        ("predicted share outside", "predicted share above"))]
+    verdict = PriorVerdict(
+        outside=float(outside["mean"].max()) if not outside.empty else None,
+        bounds=outside["quantity"].iloc[0].removeprefix("predicted share ") if not outside.empty else "",
+        implausible=size, unit=spec.outcome_unit,
+        effect_prob=max((float(np.mean(np.abs(v) > size)) for v in estimands["effect"].values()), default=0.0))
+    return PriorCheck(spec, summary, estimands, sample.astype(float), interval,
+                      fit.prepared.notes + tuple(fit.info["prior_notes"]), verdict)
+
+
+def fit_prior_check(fit: Fit, draws: int = REPORT_DRAWS) -> PriorCheck | None:
+    """The prior predictive check of a stored fit, with the priors it used, on its own rows (None: family not covered)."""
+    if not fit.family.prior_checkable:
+        return None
+    return prior_check(fit.used_spec, fit.prepared, draws=draws, seed=fit.spec.sampler["seed"])
 
 
 def format_prior_check(result: PriorCheck) -> str:
     """The summary as plain-text tables, one per quantity."""
     interval = result.interval
     parts = [f"Prior predictive check for {result.spec.name} ({result.spec.outcome}), {interval:.0%} intervals:"]
+    if result.verdict is not None:
+        parts.insert(0, result.verdict.format()[0].upper() + result.verdict.format()[1:])
     parts += [f"  note: {note}" for note in result.notes]
     for quantity, table in result.summary.groupby("quantity", sort=False):
         shown = table.drop(columns=["quantity"] + (["p_gt_0"] if table["p_gt_0"].isna().all() else []))

@@ -109,8 +109,10 @@ def print_estimands(fit) -> None:
     from bayes_trial.estimands import query
 
     print(f"\n{fit.spec.name}: {fit.spec.description or fit.spec.outcome}")
+    from bayes_trial.modelling.frames import CONFOUNDED
+
     for note in fit.prepared.notes:
-        print(f"  note: {note}")
+        print(f"  {'WARNING' if note.startswith(CONFOUNDED) else 'note'}: {note}")
     if fit.family.over_time:
         from bayes_trial.estimands.curves import format_outflow
 
@@ -340,16 +342,17 @@ def cmd_priors(args: argparse.Namespace) -> int:
     frame = load_for_spec(spec, args.data, args.columns) if args.data else None
     print(format_prior_table(prior_table(spec, frame)))
     if frame is None:
-        print("(Bambi's default priors are scaled to the data: give --data to see their values)")
+        print("(auto priors are scaled to the outcome: give --data to see their values and why)")
     return 0
 
 
 def cmd_prior_check(args: argparse.Namespace) -> int:
+    """The check's tables, then its verdict; exit 0 PASS, 1 FAIL (as `diagnose`)."""
     from bayes_trial.checks.priors import format_prior_check, plot_prior_check, prior_check
 
     spec = _spec_with_priors(args)
     frame = load_for_spec(spec, args.data, args.columns)
-    result = prior_check(spec, frame, draws=args.draws, seed=args.seed)
+    result = prior_check(spec, frame, draws=args.draws, seed=args.seed, implausible=args.implausible)
     print(format_prior_check(result))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -357,7 +360,8 @@ def cmd_prior_check(args: argparse.Namespace) -> int:
     result.summary.to_csv(table, index=False)
     for path in [*plot_prior_check(result, out), table]:
         print(f"  {path}")
-    return 0
+    print(f"\n{spec.name}: {result.verdict.format()}")
+    return 0 if result.verdict.passed else 1
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -573,8 +577,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-cell", type=int, default=10, dest="min_cell", help="suppress groups with fewer persons")
     p.set_defaults(func=cmd_ppc)
 
-    for name, func, help_text in (("priors", cmd_priors, "every prior a spec uses, defaults included"),
-                                  ("prior-check", cmd_prior_check, "prior predictive check on the outcome scale")):
+    for name, func, help_text in (("priors", cmd_priors, "every prior a spec uses; with --data, what each auto prior "
+                                                          "became and why"),
+                                  ("prior-check", cmd_prior_check, "prior predictive check on the outcome scale with a "
+                                                                   "PASS/FAIL verdict (exit 1 on FAIL)")):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("spec", help="model spec name or path")
         p.add_argument("--data", required=name == "prior-check", help="data file or folder")
@@ -584,6 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--out", required=True, help="folder for figures and the summary table")
             p.add_argument("--draws", type=int, default=500, help="prior draws (default 500)")
             p.add_argument("--seed", type=int, help="random seed")
+            p.add_argument("--implausible", type=float, metavar="SIZE",
+                           help="effect size (outcome unit: pp for binary) the prior should make unlikely; "
+                                "default the spec's implausible_effect, else 30 pp, 30%% of a score's range, 2 SDs")
         _add_data_options(p)
         p.set_defaults(func=func)
 

@@ -17,6 +17,12 @@ import pandas as pd
 #: Column of model rows that holds the number of binomial trials (persons or persons at risk).
 TRIALS = "n_trials"
 
+#: Default implausible effects: 30 pp for probabilities; 30% of a bounded score's or item's range
+#: (3 points on 0-10); twice the outcome's SD otherwise (counts).
+IMPLAUSIBLE_PP = 30.0
+IMPLAUSIBLE_RANGE_SHARE = 0.3
+IMPLAUSIBLE_SDS = 2.0
+
 #: A posterior predictive test statistic: (replicated or observed values [..., rows], weights [rows]) -> [...].
 Statistic = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -94,6 +100,12 @@ class Family:
         The linear predictor has an intercept (ordinal models have thresholds instead).
     cells_bambi_name : str
         The Bambi family of rows aggregated by `aggregate` (counts of events over trials).
+    auto_rule : dict or None
+        How `auto` priors are scaled (`modelling.autoprior`): ``scale`` (``"sd"``, the outcome's SD,
+        or a number: one unit on the link scale), ``intercept`` ((location, multiplier), location
+        ``mean``, ``log_mean``, ``logit_mean`` or 0; None without an intercept), ``coefficient``
+        (multiplier; divided by SD(x) for a numeric predictor), ``group_sd`` (HalfStudentT(3,
+        multiplier x scale)) and ``aux`` ((parameter, distribution) or None). None: Bambi's defaults.
     """
 
     name: str = ""
@@ -109,6 +121,7 @@ class Family:
     reference: str | None = None
     has_intercept: bool = True
     cells_bambi_name: str = "binomial"
+    auto_rule: dict | None = None
 
     def __repr__(self) -> str:
         return f"<Family {self.name}>"
@@ -178,6 +191,21 @@ class Family:
     def prior_predicted_panel(self) -> str | None:
         """The prior check's third panel: ``histogram`` of predicted outcomes, ``categories``, or None."""
         return "histogram"
+
+    def implausible_effect(self, spec, outcome: np.ndarray) -> float:
+        """The effect size (outcome unit) a prior should make unlikely, when the spec states none.
+
+        Twice the outcome's SD (rounded to two digits); families with a bounded or probability
+        scale override it.
+        """
+        return float(f"{IMPLAUSIBLE_SDS * np.std(outcome, ddof=1):.2g}")
+
+    def bounded_implausible_effect(self, spec, outcome: np.ndarray) -> float:
+        """30% of the range of a score or item bounded at both ends, else `Family.implausible_effect`."""
+        lower, upper = spec.bounds
+        if lower is not None and upper is not None:
+            return IMPLAUSIBLE_RANGE_SHARE * (upper - lower)
+        return Family.implausible_effect(self, spec, outcome)
 
     def fields(self) -> dict[str, Any]:
         """The class attributes, for documentation and `bayes-trial families`."""

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bayes_trial.core.errors import DataError, SpecError
 from bayes_trial.data.contract import validate_register
-from bayes_trial.families.base import TRIALS, Family
+from bayes_trial.families.base import IMPLAUSIBLE_PP, TRIALS, Family
 
 MONTH_COLUMNS = ("months_to_outflow", "months_followed")
 # Columns made by the person-month expansion that a formula may use: the month (period end; as a
@@ -99,6 +99,9 @@ class Hazard(Family):
     scale = 100.0
     over_time = True
     prior_checkable = False
+    # Monthly hazard: the baseline log-odds is far below 0 (a few % leave per month), so it is centred
+    # on the observed monthly rate.
+    auto_rule = {"scale": 1.0, "intercept": ("logit_mean", 1.5), "coefficient": 0.5, "group_sd": 0.5, "aux": None}
 
     def __init__(self, width: int = 1):
         if not isinstance(width, int) or isinstance(width, bool) or width < 1:
@@ -125,6 +128,10 @@ class Hazard(Family):
 
     def mean_unit(self, spec) -> str:
         return "%"
+
+
+    def implausible_effect(self, spec, outcome) -> float:
+        return IMPLAUSIBLE_PP
 
 
 FAMILY = Hazard()

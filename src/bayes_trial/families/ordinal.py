@@ -16,6 +16,8 @@ class Ordinal(Family):
     link = "logit"
     simulator_scale = "ordinal"
     has_intercept = False
+    # Latent logistic scale (SD pi/sqrt(3) = 1.8); thresholds keep Bambi's ordered default.
+    auto_rule = {"scale": 1.0, "intercept": None, "coefficient": 0.5, "group_sd": 0.5, "aux": None}
 
     def outcome_values(self, spec, values: pd.Series) -> pd.Series:
         levels = sorted(pd.unique(values.astype(int)))
@@ -43,6 +45,10 @@ class Ordinal(Family):
 
     def prior_predicted_panel(self) -> str:
         return "categories"
+
+
+    def implausible_effect(self, spec, outcome: np.ndarray) -> float:
+        return self.bounded_implausible_effect(spec, outcome)
 
 
 FAMILY = Ordinal()

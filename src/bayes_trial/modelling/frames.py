@@ -26,10 +26,12 @@ from bayes_trial.data.contract import SOURCE_ATTR, missing_outcome_counts
 from bayes_trial.core.errors import DataError
 from bayes_trial.families import registry
 from bayes_trial.families.base import TRIALS, Family, PreparedData
+from bayes_trial.modelling import autoprior
 from bayes_trial.modelling.spec import ModelSpec
 
 NO_CONSULTANT = "none"
 ID_COLUMNS = ("participant_id", "municipality", "consultant_id")
+CONFOUNDED = "consultants cannot be separated from arms in"
 FACTOR_COLUMNS = ("arm", "wave")
 _GROUP_TERM = re.compile(r"\(\s*([^()|]+?)\s*\|\s*([^()|]+?)\s*\)")
 _IDENTIFIER = re.compile(r"(?<![\w.])([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*[(=])")  # names, not functions or keywords
@@ -190,7 +192,32 @@ def prepare(spec: ModelSpec, frame: pd.DataFrame, *, family: Family | None = Non
     missing = () if counts is None else tuple(
         (str(r.arm), None if r.wave is None or pd.isna(r.wave) else int(r.wave), int(r.n_dropped), int(r.n_total))
         for r in counts.itertuples(index=False))
-    return dataclasses.replace(_prepare(spec, frame, family or registry.get(spec.family)), missing=missing)
+    prepared = _prepare(spec, frame, family or registry.get(spec.family))
+    notes = prepared.notes + tuple(confounding_notes(prepared))
+    return dataclasses.replace(prepared, missing=missing, notes=notes)
+
+
+def confounding_notes(prepared: PreparedData) -> list[str]:
+    """One line per town whose every arm has exactly one consultant, when the model has consultant effects.
+
+    There the consultant and arm effects are the same contrast in the data: only the consultant
+    prior splits them, so the town's arm effect is not learnt from its data.
+    """
+    data = prepared.data
+    has_consultants = any("consultant_id" in factor for _, factor in group_terms(prepared.formula))
+    if not has_consultants or not {"arm", "municipality", "consultant_id"} <= set(data.columns):
+        return []
+    notes = []
+    for town, rows in data.groupby("municipality", sort=True, observed=True):
+        per_arm = rows.groupby("arm", observed=True)["consultant_id"].nunique()
+        if len(per_arm) > 1 and (per_arm == 1).all() and rows["consultant_id"].nunique() == len(per_arm):
+            notes.append(f"{CONFOUNDED} {town}: one consultant per arm; the arm effect there rests on the consultant prior")
+    return notes
+
+
+def resolve_priors(spec: ModelSpec, prepared: PreparedData) -> autoprior.Resolved:
+    """`spec` with its `auto` and unset priors scaled to these data (`autoprior.resolve`), and why."""
+    return autoprior.resolve(spec, prepared)
 
 
 def _prepare(spec: ModelSpec, frame: pd.DataFrame, family: Family) -> PreparedData:

@@ -48,6 +48,9 @@ POSITIVE_DISTRIBUTIONS = {
 }
 # Parameters that are standard deviations or dispersions: every group term `expr|factor` and these.
 POSITIVE_TERMS = {"sigma", "alpha"}
+# A prior written as `auto` (or left unset) is scaled to the outcome when the data are known
+# (`autoprior.resolve`); it is kept as this placeholder in a spec.
+AUTO = "auto"
 SAMPLER_DEFAULTS = {"sampler": "nutpie", "draws": 1000, "tune": 1000, "chains": 4, "target_accept": 0.9, "seed": 2024}
 
 
@@ -59,6 +62,8 @@ class Prior:
     params: dict[str, float]
 
     def __str__(self) -> str:
+        if self.dist == AUTO:
+            return AUTO
         args = ", ".join(f"{k}={_number_text(v)}" for k, v in self.params.items())
         return f"{self.dist}({args})"
 
@@ -83,6 +88,8 @@ class ModelSpec:
     sampler: dict[str, Any] = field(default_factory=lambda: dict(SAMPLER_DEFAULTS))
     aggregate: bool = True
     unit: str = ""
+    #: Effect size (outcome unit) that the prior should make unlikely; None: the family's default (`priors`).
+    implausible_effect: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -112,13 +119,15 @@ _PRIOR_RE = re.compile(r"^\s*([A-Za-z]+)\s*\((.*)\)\s*$")
 
 
 def parse_prior(text: str | dict, where: str = "prior") -> Prior:
-    """Parse `Normal(0, 0.5)`, `Normal(mu=0, sigma=0.5)` or a TOML table `{dist="Normal", mu=0, sigma=0.5}`."""
+    """Parse `Normal(0, 0.5)`, `Normal(mu=0, sigma=0.5)`, a TOML table `{dist="Normal", mu=0, sigma=0.5}`, or `auto`."""
+    if isinstance(text, str) and text.strip().lower() == AUTO:
+        return Prior(AUTO, {})
     if isinstance(text, dict):
         params = {k: v for k, v in text.items() if k != "dist"}
         return _check_prior(str(text.get("dist", "")), params, where)
     match = _PRIOR_RE.match(str(text))
     if not match:
-        raise SpecError(f"{where}: cannot read prior {text!r}; expected e.g. 'Normal(0, 0.5)' or 'HalfNormal(sigma=0.3)'")
+        raise SpecError(f"{where}: cannot read prior {text!r}; expected e.g. 'Normal(0, 0.5)', 'HalfNormal(sigma=0.3)' or 'auto'")
     dist, args = match.groups()
     if dist not in DISTRIBUTIONS:
         raise SpecError(f"{where}: unknown distribution {dist!r}; valid: {', '.join(DISTRIBUTIONS)}")
@@ -175,6 +184,8 @@ def check_prior_for_term(term: str, prior: Prior, where: str = "prior") -> None:
     shared distribution (they must stay ordered), give a model whose log density is -inf at the
     start: the sampler would fail without saying why.
     """
+    if prior.dist == AUTO:
+        return
     if term == "threshold":
         raise SpecError(f"{where}: the ordinal thresholds keep Bambi's default prior (normal around evenly spaced "
                         f"cut-points, kept in order); a single {prior.dist} prior cannot keep them ordered")
@@ -241,6 +252,10 @@ def spec_from_dict(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
         raise SpecError(f"{where}: bounds must be [lower, upper] numbers, got {raw.get('bounds')!r}")
     if None not in bounds and not bounds[0] < bounds[1]:
         raise SpecError(f"{where}: bounds must have lower < upper, got {list(bounds)}")
+    implausible = raw.get("implausible_effect")
+    if implausible is not None and (isinstance(implausible, bool) or not isinstance(implausible, int | float)
+                                    or not math.isfinite(implausible) or implausible <= 0):
+        raise SpecError(f"{where}: implausible_effect must be a positive number (outcome unit), got {implausible!r}")
     priors_raw = raw.get("priors", {})
     if not isinstance(priors_raw, dict):
         raise SpecError(f"{where}: [priors] must be a table of TERM = \"Distribution(...)\"")
@@ -253,6 +268,7 @@ def spec_from_dict(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
         family=raw["family"], control_arm=str(raw.get("control_arm", "control")),
         description=str(raw.get("description", "")), bounds=bounds, priors=priors, sampler=sampler,
         aggregate=bool(raw.get("aggregate", True)), unit=str(raw.get("unit", "")),
+        implausible_effect=None if implausible is None else float(implausible),
     )
 
 

@@ -19,15 +19,16 @@ from pathlib import Path
 import pandas as pd
 
 from bayes_trial.checks import diagnose as diagnose_mod
-from bayes_trial.plots import figures as figures_mod
 from bayes_trial.checks import ppc as ppc_mod
-from bayes_trial.estimands import query
+from bayes_trial.checks.priors import REPORT_DRAWS, PriorCheck, fit_prior_check
 from bayes_trial.core.errors import SpecError
-from bayes_trial.sampling.fit import Fit
-from bayes_trial.modelling.frames import missing_outcomes
-from bayes_trial.plots import curves as curve_plots
-from bayes_trial.sampling.build import pymc_priors
 from bayes_trial.core.paths import write_atomic
+from bayes_trial.estimands import query
+from bayes_trial.modelling.frames import CONFOUNDED, missing_outcomes
+from bayes_trial.plots import curves as curve_plots
+from bayes_trial.plots import figures as figures_mod
+from bayes_trial.sampling.build import pymc_priors
+from bayes_trial.sampling.fit import Fit
 
 
 @dataclass
@@ -105,6 +106,7 @@ def _estimand_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def _effect_blocks(fit: Fit, figure_dir: Path, queries: list[dict] | None, min_cell: int) -> list[Block]:
     blocks = [Block("h3", "Effects on the outcome scale")]
+    blocks += [Block("p", f"Warning: {note}") for note in fit.prepared.notes if note.startswith(CONFOUNDED)]
     blocks.append(Block("table", "Each arm against control (g-computation over the observed participants)",
                         table=_readable(_estimand_table(query.effects(fit)))))
     wave_effects = query.wave_effects(fit)
@@ -150,24 +152,34 @@ def section_title(fit: Fit, label: str | None = None) -> str:
     return name if not label or label == name else f"{label} ({name})"
 
 
+def prior_check_text(check: PriorCheck | None) -> str:
+    """The prior-check verdict in one line, or why there is none."""
+    return check.verdict.format() if check is not None else "prior predictive check: not available for this family"
+
+
 def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None, min_cell: int = query.MIN_CELL,
-               diagnosis: diagnose_mod.Diagnosis | None = None, label: str | None = None) -> list[Block]:
+               diagnosis: diagnose_mod.Diagnosis | None = None, label: str | None = None,
+               prior_check: PriorCheck | None = None) -> list[Block]:
     """The report section of one fit, titled with `label` (e.g. its file name) and spec name.
 
     Its figures go to figure_dir/NAME/, NAME made of the label (else the spec name) in letters, digits,
     `-` and `_`, so each section needs a distinct label.
     """
     diagnosis = diagnosis or diagnose_mod.diagnose(fit, with_sensitivity=True)
+    prior_check = prior_check or fit_prior_check(fit)
     title = section_title(fit, label)
     figure_dir = Path(figure_dir) / (re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_") if label else fit.spec.name)
     blocks = [Block("h2", f"{title}: {fit.spec.description or fit.spec.outcome}")]
     blocks.append(Block("verdict", f"Diagnostics {'PASS' if diagnosis.passed else 'FAIL'}: {title}",
                         passed=diagnosis.passed, items=list(diagnosis.failed)))
+    blocks.append(Block("p", prior_check_text(prior_check)[0].upper() + prior_check_text(prior_check)[1:]
+                        + f" ({REPORT_DRAWS} prior draws on this fit's rows, with the priors it used)"))
     blocks.append(Block("h3", "Model"))
     blocks.append(Block("pre", f"formula: {fit.prepared.formula}\nfamily: {fit.prepared.family}\n"
                                f"control arm: {fit.spec.control_arm}\nsampler: {fit.info.get('sampler', '')}"))
     blocks += [Block("p", note) for note in fit.prepared.notes]
     priors = pymc_priors(fit.model, fit.spec)
+    priors["how"] = priors["term"].map(fit.prior_reasons).fillna("")
     blocks.append(Block("table", "Priors as they reached the PyMC model", table=priors))
     blocks.append(Block("h3", "Data (observed; cells under %d persons suppressed)" % min_cell))
     blocks.append(Block("table", "", table=_readable(data_summary(fit, min_cell))))
@@ -230,13 +242,15 @@ def report_blocks(fits: list[Fit], figure_dir: Path, *, title: str = "bayes-tria
     check_min_cell(min_cell)
     labels = section_labels(fits, labels)
     diagnoses = [diagnose_mod.diagnose(fit, with_sensitivity=True) for fit in fits]
+    checks = [fit_prior_check(fit) for fit in fits]
     blocks = [Block("h1", title)]
-    for fit, label, diagnosis in zip(fits, labels, diagnoses):
-        blocks.append(Block("verdict", f"{section_title(fit, label)}: diagnostics {'PASS' if diagnosis.passed else 'FAIL'}",
+    for fit, label, diagnosis, check in zip(fits, labels, diagnoses, checks):
+        blocks.append(Block("verdict", f"{section_title(fit, label)}: diagnostics {'PASS' if diagnosis.passed else 'FAIL'}"
+                                       f"; {prior_check_text(check)}",
                             passed=diagnosis.passed, items=list(diagnosis.failed)))
-    for fit, label, diagnosis in zip(fits, labels, diagnoses):
+    for fit, label, diagnosis, check in zip(fits, labels, diagnoses, checks):
         blocks += fit_blocks(fit, figure_dir, queries=(queries or {}).get(fit.spec.name), min_cell=min_cell,
-                             diagnosis=diagnosis, label=label)
+                             diagnosis=diagnosis, label=label, prior_check=check)
     return blocks + list(extra or [])
 
 

@@ -13,8 +13,8 @@ import pandas as pd
 
 from bayes_trial.core.errors import SpecError
 from bayes_trial.families.base import PreparedData
-from bayes_trial.modelling.frames import with_nested_columns
-from bayes_trial.modelling.spec import ModelSpec, check_prior_for_term
+from bayes_trial.modelling.frames import resolve_priors, with_nested_columns
+from bayes_trial.modelling.spec import AUTO, ModelSpec, check_prior_for_term
 
 
 class NestedModel(bmb.Model):
@@ -52,14 +52,16 @@ def valid_prior_terms(model: bmb.Model) -> list[str]:
 
 
 def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
-    """A built Bambi model (PyMC model in `model.backend.model`) with the spec's priors."""
-    for term, prior in spec.priors.items():
+    """A built Bambi model (PyMC model in `model.backend.model`) with the spec's priors, `auto` ones resolved."""
+    spec = resolve_priors(spec, prepared).spec
+    used = {term: prior for term, prior in spec.priors.items() if prior.dist != AUTO}  # AUTO left: a dropped term
+    for term, prior in used.items():
         check_prior_for_term(term, prior, where=f"model {spec.name!r}")
     try:
         # Priors go in with the formula: Bambi 0.17 cannot auto-scale a default prior for a
         # multi-column term (a spline) in a logit model, so such a term needs its prior up front.
         model = NestedModel(prepared.formula, prepared.data, family=prepared.family, center_predictors=False,
-                            priors={term: _bambi_prior(term, prior) for term, prior in spec.priors.items()})
+                            priors={term: _bambi_prior(term, prior) for term, prior in used.items()})
     except Exception as exc:  # formulae raises many types for bad formulas
         raise SpecError(f"model {spec.name!r}: Bambi cannot use formula {prepared.formula!r}: {str(exc).splitlines()[0]}") from None
     valid = valid_prior_terms(model)
@@ -68,7 +70,7 @@ def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
         if term not in valid and not dropped:
             raise SpecError(f"model {spec.name!r}: prior for unknown term {term!r}; valid terms: {', '.join(valid)}")
     model.build()
-    check_priors_reached(model, spec)
+    check_priors_reached(model, spec)  # the resolved spec: `auto` priors must arrive as resolved too
     return model
 
 
@@ -87,9 +89,10 @@ def pymc_priors(model: bmb.Model, spec: ModelSpec | None = None) -> pd.DataFrame
         names = [n for n in _PYMC_PARAM_NAMES.get(type(op).__name__, ())] or [f"p{i}" for i in range(len(values))]
         params = {n: float(v[0]) if np.all(v == v[0]) else v.round(4).tolist() for n, v in zip(names, values)}
         term = rv.name[: -len("_sigma")] if rv.name.endswith("_sigma") and "|" in rv.name else rv.name
-        user = spec is not None and term in spec.priors
+        user = spec is not None and term in spec.priors and spec.priors[term].dist != AUTO
+        set_by = "user" if user else "default" if term == "threshold" else "auto"
         rows.append({"term": term, "parameter": rv.name, "distribution": type(op).__name__.removesuffix("RV"),
-                     "params": params, "set_by": "user" if user else "default"})
+                     "params": params, "set_by": set_by})
     return pd.DataFrame(rows)
 
 
@@ -118,7 +121,7 @@ def check_priors_reached(model: bmb.Model, spec: ModelSpec) -> None:
     graph = pymc_priors(model, spec)
     for term, prior in spec.priors.items():
         rows = graph[graph["term"] == term]
-        if rows.empty:
+        if rows.empty or prior.dist == AUTO:
             continue  # a term dropped because the data cannot inform it (noted in prepare)
         op_name, expected = _graph_form(prior)
         row = rows.iloc[0]

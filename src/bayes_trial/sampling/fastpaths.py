@@ -46,7 +46,7 @@ import xarray as xr
 from bayes_trial.core.progress import say
 from bayes_trial.families import registry
 from bayes_trial.families.base import PreparedData
-from bayes_trial.modelling.frames import group_terms
+from bayes_trial.modelling.frames import group_terms, resolve_priors
 from bayes_trial.sampling import build as bambi_build
 from bayes_trial.sampling.build import NestedModel, stored_variables
 
@@ -170,21 +170,18 @@ def participant_levels(data: pd.DataFrame) -> np.ndarray:
 def build_other_terms(spec, prepared: PreparedData) -> OtherTerms:
     """The Bambi model of `spec` without `(1|participant_id)`, and the participant SD prior the full model has.
 
-    The other terms get exactly the full model's priors: Bambi scales its defaults from the response and
-    each term's own data. The participant SD prior is the spec's, else Bambi's default for a group
-    intercept (HalfNormal with the intercept's prior scale).
+    Priors are resolved on the full model's rows first (`modelling.frames.resolve_priors`), so the other terms
+    and the participant SD get exactly the full model's priors, `auto` ones included.
     """
     from bayes_trial.modelling.spec import check_prior_for_term
 
+    spec = resolve_priors(spec, prepared).spec
     priors = {term: prior for term, prior in spec.priors.items() if term != PARTICIPANT_TERM}
     reduced = bambi_build.build(dataclasses.replace(spec, priors=priors),
                               dataclasses.replace(prepared, formula=formula_without_participants(prepared.formula)))
-    stated = spec.priors.get(PARTICIPANT_TERM)
-    if stated is not None:
-        check_prior_for_term(PARTICIPANT_TERM, stated, where=f"model {spec.name!r}")
-        sd_prior = bmb.Prior(stated.dist, **stated.params)
-    else:
-        sd_prior = bmb.Prior("HalfNormal", sigma=np.squeeze(np.atleast_1d(reduced.scaler.get_intercept_stats()[1])))
+    stated = spec.priors[PARTICIPANT_TERM]
+    check_prior_for_term(PARTICIPANT_TERM, stated, where=f"model {spec.name!r}")
+    sd_prior = bmb.Prior(stated.dist, **stated.params)
     return OtherTerms(reduced, sd_prior, reduced.noncentered)
 
 

@@ -26,15 +26,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_trial.modelling import frames as model_mod
+from bayes_trial.core.errors import FitFileError, SpecError
 from bayes_trial.core.progress import say
+from bayes_trial.data.contract import data_hash
 from bayes_trial.families import registry
 from bayes_trial.families.base import Family
+from bayes_trial.modelling import frames as model_mod
+from bayes_trial.modelling.spec import ModelSpec, Prior, parse_prior, spec_from_json
 from bayes_trial.sampling import build as bambi_build
 from bayes_trial.sampling.build import stored_variables
-from bayes_trial.data.contract import data_hash
-from bayes_trial.core.errors import FitFileError, SpecError
-from bayes_trial.modelling.spec import ModelSpec, Prior, spec_from_json
 
 ATTR = "bayes_trial"
 # pip-installed PyTensor warns on every import that it found no optimised BLAS; it is noise for users.
@@ -52,9 +52,28 @@ class Fit:
     info: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
+    def used_spec(self) -> ModelSpec:
+        """The spec with the priors this fit used: `auto` priors as the numbers they were resolved to.
+
+        A stored fit reads them from its file, so it rebuilds and reports what it sampled with even
+        if the rule for `auto` priors changes; a fit without that record resolves them now.
+        """
+        stored = self.info.get("resolved_priors")
+        if stored is None:
+            return model_mod.resolve_priors(self.spec, self.prepared).spec
+        priors = {term: parse_prior(text, where=f"stored prior for {term!r}") for term, text in json.loads(stored).items()}
+        return self.spec.with_priors(priors)
+
+    @property
+    def prior_reasons(self) -> dict[str, str]:
+        """How each `auto` prior became its numbers ("auto: 0.5 x SD(wellbeing)=1.83 -> ...")."""
+        stored = self.info.get("prior_reasons")
+        return json.loads(stored) if stored is not None else model_mod.resolve_priors(self.spec, self.prepared).reasons
+
+    @cached_property
     def model(self):
-        """The Bambi model, rebuilt from the stored spec and data (no sampling)."""
-        return bambi_build.build(self.spec, self.prepared)
+        """The Bambi model, rebuilt from the stored spec (its resolved priors) and data (no sampling)."""
+        return bambi_build.build(self.used_spec, self.prepared)
 
     @cached_property
     def mean_model(self):
@@ -68,7 +87,7 @@ class Fit:
         from bayes_trial.sampling.fastpaths import PARTICIPANT_TERM, build_other_terms, can_marginalise
 
         if can_marginalise(self.prepared) and PARTICIPANT_TERM in self.idata.posterior:
-            return build_other_terms(self.spec, self.prepared).model
+            return build_other_terms(self.used_spec, self.prepared).model
         return self.model
 
     @property
@@ -220,7 +239,10 @@ def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_h
     for note in prepared.notes:
         say(f"note: {note}", progress)
     settings = spec.sampler
-    bmb_model = model_to_sample(spec, prepared, settings)
+    resolved = model_mod.resolve_priors(spec, prepared)
+    for term, reason in resolved.reasons.items():
+        say(f"prior {term}: {reason}", progress)
+    bmb_model = model_to_sample(resolved.spec, prepared, settings)
     say(f"Sampling {spec.name} ({prepared.formula}, {prepared.family}) with {settings['sampler']}: "
         f"{settings['chains']} chains x {settings['tune']} tune + {settings['draws']} draws, seed {settings['seed']}", progress)
     started = time.perf_counter()
@@ -232,6 +254,9 @@ def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_h
         "spec": spec.to_json(),
         "data_hash": data_hash,
         "formula_used": prepared.formula,
+        # Every prior as used, `auto` ones as numbers: a stored fit reports and rebuilds what it sampled.
+        "resolved_priors": json.dumps({term: str(prior) for term, prior in resolved.spec.priors.items()}),
+        "prior_reasons": json.dumps(resolved.reasons),
         "family_used": prepared.family,
         "response": prepared.response,
         "aggregated": int(prepared.aggregated),
@@ -246,6 +271,7 @@ def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_h
     }
     idata.posterior.attrs.update({f"{ATTR}_{k}": v for k, v in info.items()})
     fit = Fit(spec, prepared, idata, info)
+    fit.__dict__["used_spec"] = resolved.spec
     if not isinstance(bmb_model, OtherTerms):  # else `Fit.model` builds the full model when a query needs it
         fit.__dict__["model"] = bmb_model
     return fit
