@@ -96,6 +96,7 @@ class PoissonToy(Family):
     name = "poisson_toy"
     bambi_name = "poisson"
     link = "log"
+    auto_rule = {**registry.get("negativebinomial").auto_rule, "aux": None}  # log scale, no dispersion
 
     def outcome_values(self, spec, values: pd.Series) -> pd.Series:
         bad = (values < 0) | (values != np.round(values))

@@ -9,6 +9,7 @@ from scipy.special import expit
 from scipy.stats import norm
 
 import bayes_trial as bt
+from bayes_trial.families import registry
 from bayes_trial.modelling import autoprior
 from bayes_trial.modelling import frames as model_mod
 from bayes_trial.sampling import build as bambi_build
@@ -342,7 +343,8 @@ def test_stored_fits_keep_and_report_their_resolved_priors(wellbeing_fit, wellbe
     assert all(p.dist != "auto" for p in loaded.used_spec.priors.values())
     assert loaded.prior_reasons["arm"].startswith("auto: 0.5 x SD(wellbeing)=")
     # A later change of the auto rule does not change what a stored fit says it used.
-    monkeypatch.setitem(autoprior.RULES["gaussian"], "coefficient", 5.0)
+    gaussian = registry.get("gaussian")
+    monkeypatch.setattr(gaussian, "auto_rule", {**gaussian.auto_rule, "coefficient": 5.0})
     again = bt.load(wellbeing_fit_path)
     assert again.used_spec.priors["arm"] == wellbeing_fit.used_spec.priors["arm"]
     graph = bambi_build.pymc_priors(again.model, again.spec).set_index("term")

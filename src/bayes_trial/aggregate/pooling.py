@@ -38,8 +38,6 @@ against shrunken effects, the pooled effect and a new group (PNG + SVG).
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,6 +46,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_trial.core.cache import LruCache
 from bayes_trial.core.errors import DataError, SpecError
 from bayes_trial.plots.figures import save_figure_as
 from bayes_trial.core.summaries import DEFAULT_INTERVAL, summarise_draws
@@ -74,9 +73,7 @@ _SCALE_DISTS = {"HalfNormal", "HalfStudentT", "HalfCauchy", "Exponential", "Gamm
 _ROLES = {"mu": _LOCATION_DISTS, "tau": _SCALE_DISTS, "baseline_mu": _LOCATION_DISTS,
           "baseline_sd": _SCALE_DISTS}
 
-_CACHE: OrderedDict[tuple, Any] = OrderedDict()
-_CACHE_SIZE = 16
-_CACHE_LOCK = threading.Lock()
+_CACHE = LruCache(16)
 
 
 # --------------------------------------------------------------------------------------------- priors
@@ -328,16 +325,7 @@ def _sample(key: tuple, build, data: dict[str, Any], *, draws: int, tune: int, c
                              compute_convergence_checks=False, target_accept=target_accept)
     import nutpie
 
-    with _CACHE_LOCK:
-        compiled = _CACHE.get(key)
-        if compiled is not None:
-            _CACHE.move_to_end(key)
-    if compiled is None:
-        compiled = nutpie.compile_pymc_model(build())
-        with _CACHE_LOCK:
-            _CACHE[key] = compiled
-            while len(_CACHE) > _CACHE_SIZE:
-                _CACHE.popitem(last=False)
+    compiled, _ = _CACHE.get_or_make(key, lambda: nutpie.compile_pymc_model(build()))
     compiled = compiled.with_data(**data)
     return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed, progress_bar=False,
                          save_warmup=False, target_accept=target_accept)
@@ -345,8 +333,7 @@ def _sample(key: tuple, build, data: dict[str, Any], *, draws: int, tune: int, c
 
 def clear_cache() -> None:
     """Forget the compiled nutpie models."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    _CACHE.clear()
 
 
 def _attach(idata: az.InferenceData, inputs: xr.Dataset, attrs: dict[str, Any]) -> az.InferenceData:

@@ -282,8 +282,12 @@ def _sample_prior(bmb_model, draws: int, seed: int) -> tuple[xr.Dataset, np.ndar
         parameters["threshold"] = parameters["threshold"].copy(data=ordered[np.newaxis])
         notes.append("ordinal thresholds drawn from their prior restricted to increasing values "
                      "(PyMC's forward sampling ignores the ordering)")
-    outcomes = bmb_model.predict(az.InferenceData(posterior=parameters), kind="response", inplace=False,
-                                 random_seed=seed).posterior_predictive
+    try:
+        outcomes = bmb_model.predict(az.InferenceData(posterior=parameters), kind="response", inplace=False,
+                                     random_seed=seed).posterior_predictive
+    except ValueError as exc:  # e.g. numpy's "lam value too large": prior means beyond what can be drawn
+        raise SpecError(f"the priors predict outcomes that cannot be drawn ({str(exc).splitlines()[0]}); "
+                        "give narrower priors (or `auto`)") from None
     predicted = next(iter(outcomes.data_vars.values()))
     predicted = predicted.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
     return parameters, predicted.reshape(predicted.shape[0], -1), notes
@@ -379,11 +383,14 @@ def prior_check(spec: ModelSpec, data: pd.DataFrame | model_mod.PreparedData, dr
                       fit.prepared.notes + tuple(fit.info["prior_notes"]), verdict)
 
 
-def fit_prior_check(fit: Fit, draws: int = REPORT_DRAWS) -> PriorCheck | None:
-    """The prior predictive check of a stored fit, with the priors it used, on its own rows (None: family not covered)."""
+def fit_prior_check(fit: Fit, draws: int = REPORT_DRAWS) -> PriorCheck | str:
+    """The prior predictive check of a stored fit, with the priors it used, on its own rows; else why there is none."""
     if not fit.family.prior_checkable:
-        return None
-    return prior_check(fit.used_spec, fit.prepared, draws=draws, seed=fit.spec.sampler["seed"])
+        return "prior predictive check: not available for this family"
+    try:
+        return prior_check(fit.used_spec, fit.prepared, draws=draws, seed=fit.spec.sampler["seed"])
+    except SpecError as exc:
+        return f"prior predictive check: FAIL, {exc}"
 
 
 def format_prior_check(result: PriorCheck) -> str:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from bayes_trial.core.errors import BayesTrialError, DataError, SpecError
+from bayes_trial.core.summaries import interval_texts
 
 EXIT_USER_ERROR = 2
 
@@ -233,8 +234,7 @@ def _format_answers(table, interval: float) -> str:
         return "—" if pd.isna(value) else format(value, spec)
 
     shown = table.copy()
-    shown[f"{interval:.0%} ETI"] = ["—" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
-                                    for lo, hi in zip(shown.pop("lower"), shown.pop("upper"))]
+    shown[f"{interval:.0%} ETI"] = interval_texts(shown.pop("lower"), shown.pop("upper"))
     shown["mean"] = [number(m, "+.2f") for m in shown["mean"]]
     for column in ("p_hypothesis", "p_rope"):
         if column in shown:

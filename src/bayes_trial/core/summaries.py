@@ -22,3 +22,11 @@ def summarise_draws(draws: np.ndarray, interval: float = DEFAULT_INTERVAL) -> di
         "mean": float(np.mean(draws)), "median": float(np.median(draws)), "sd": float(np.std(draws, ddof=1)),
         "lower": float(lower), "upper": float(upper), "p_gt_0": float(np.mean(draws > 0)),
     }
+
+
+def interval_texts(lower, upper, digits: int = 2, signed: bool = True) -> list[str]:
+    """Interval bounds as text, "[+0.12, +0.80]" ("—" where a bound is missing), one per pair."""
+    spec = f"{'+' if signed else ''}.{digits}f"
+    return ["—" if np.isnan(lo) or np.isnan(hi) else f"[{lo:{spec}}, {hi:{spec}}]"
+            for lo, hi in zip(np.asarray(lower, dtype=float), np.asarray(upper, dtype=float))]
+

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_trial.core.errors import SpecError
+from bayes_trial.core.summaries import interval_texts
 from bayes_trial.families.base import TRIALS
 from bayes_trial.families.hazard import TIME_COLUMNS, person_months, register_persons, time_columns
 from bayes_trial.sampling.fit import Fit, expected_response
@@ -227,10 +228,10 @@ def format_outflow(fit: Fit, months: list[int] = (12, 16, 24), *, by: str | None
     pct = f"{interval:.0%}"
     incidence = cumulative_incidence(fit, list(months), interval=interval, curves=curves)
     incidence["left for work"] = incidence["mean"].map(lambda v: f"{v:.1f}%")
-    incidence[f"{pct} interval"] = [f"[{lo:.1f}, {hi:.1f}]" for lo, hi in zip(incidence["lower"], incidence["upper"])]
+    incidence[f"{pct} interval"] = interval_texts(incidence["lower"], incidence["upper"], digits=1, signed=False)
     contrasts = contrasts_at(fit, list(months), interval=interval, curves=curves)
     contrasts["difference"] = contrasts["mean"].map(lambda v: f"{v:+.1f} pp")
-    contrasts[f"{pct} interval"] = [f"[{lo:+.1f}, {hi:+.1f}]" for lo, hi in zip(contrasts["lower"], contrasts["upper"])]
+    contrasts[f"{pct} interval"] = interval_texts(contrasts["lower"], contrasts["upper"], digits=1)
     contrasts["P(>0)"] = contrasts["p_gt_0"].map(lambda v: f"{v:.3f}")
     half = median_time(fit, interval=interval, curves=curves)
     last = month_grid(fit)[-1]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_trial.core.errors import SpecError
-from bayes_trial.core.summaries import DEFAULT_INTERVAL, MIN_CELL, MIN_CELL_FLOOR, summarise_draws  # noqa: F401  (part of this module's API)
+from bayes_trial.core.summaries import DEFAULT_INTERVAL, MIN_CELL, MIN_CELL_FLOOR, interval_texts, summarise_draws  # noqa: F401  (part of this module's API)
 from bayes_trial.sampling.fit import Fit, expected_response
 from bayes_trial.modelling.frames import ID_COLUMNS, TRIALS
 
@@ -294,7 +294,7 @@ def format_table(table: pd.DataFrame, label: str, interval: float = DEFAULT_INTE
     pct = f"{interval:.0%}"
     shown = table.copy()
     columns = [label] + [c for c in ("wave",) if c in shown and shown[c].notna().any()] + ["mean", f"{pct} interval"]
-    shown[f"{pct} interval"] = [f"[{lo:+.{digits}f}, {hi:+.{digits}f}]" for lo, hi in zip(shown["lower"], shown["upper"])]
+    shown[f"{pct} interval"] = interval_texts(shown["lower"], shown["upper"], digits=digits)
     shown["mean"] = [f"{m:+.{digits}f}" for m in shown["mean"]]
     if "unit" in shown:
         shown["mean"] = shown["mean"] + " " + shown["unit"]

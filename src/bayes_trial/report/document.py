@@ -23,6 +23,7 @@ from bayes_trial.checks import ppc as ppc_mod
 from bayes_trial.checks.priors import REPORT_DRAWS, PriorCheck, fit_prior_check
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.paths import write_atomic
+from bayes_trial.core.summaries import interval_texts
 from bayes_trial.estimands import query
 from bayes_trial.modelling.frames import CONFOUNDED, missing_outcomes
 from bayes_trial.plots import curves as curve_plots
@@ -93,8 +94,7 @@ def _readable(table: pd.DataFrame) -> pd.DataFrame:
 
 def _estimand_table(table: pd.DataFrame) -> pd.DataFrame:
     shown = table.copy()
-    shown["interval (90% ETI)"] = ["—" if pd.isna(lo) else f"[{lo:+.2f}, {hi:+.2f}]"
-                                   for lo, hi in zip(shown["lower"], shown["upper"])]
+    shown["interval (90% ETI)"] = interval_texts(shown["lower"], shown["upper"])
     if "note" in shown:
         shown["note"] = shown["note"].fillna("")
     if "wave" in shown and shown["wave"].isna().all():
@@ -152,14 +152,14 @@ def section_title(fit: Fit, label: str | None = None) -> str:
     return name if not label or label == name else f"{label} ({name})"
 
 
-def prior_check_text(check: PriorCheck | None) -> str:
+def prior_check_text(check: PriorCheck | str) -> str:
     """The prior-check verdict in one line, or why there is none."""
-    return check.verdict.format() if check is not None else "prior predictive check: not available for this family"
+    return check if isinstance(check, str) else check.verdict.format()
 
 
 def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None, min_cell: int = query.MIN_CELL,
                diagnosis: diagnose_mod.Diagnosis | None = None, label: str | None = None,
-               prior_check: PriorCheck | None = None) -> list[Block]:
+               prior_check: PriorCheck | str | None = None) -> list[Block]:
     """The report section of one fit, titled with `label` (e.g. its file name) and spec name.
 
     Its figures go to figure_dir/NAME/, NAME made of the label (else the spec name) in letters, digits,

@@ -32,7 +32,6 @@ import dataclasses
 import hashlib
 import re
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -43,6 +42,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_trial.core.cache import LruCache
 from bayes_trial.core.progress import say
 from bayes_trial.families import registry
 from bayes_trial.families.base import PreparedData
@@ -638,7 +638,7 @@ def structure_key(pymc_model, var_names: list[str] | None = None) -> str:
     return digest.hexdigest()
 
 
-_COMPILED: OrderedDict[str, Any] = OrderedDict()
+_COMPILED = LruCache(CACHE_SIZE)
 
 
 def compile_nutpie(pymc_model, var_names: list[str] | None = None, *, cache: bool = True):
@@ -650,23 +650,18 @@ def compile_nutpie(pymc_model, var_names: list[str] | None = None, *, cache: boo
 
     started = time.perf_counter()
     lifted = lift_priors(pymc_model)
-    key = structure_key(lifted, var_names) if cache else None
-    hit = key in _COMPILED
-    if hit:
-        _COMPILED.move_to_end(key)
-        compiled = _COMPILED[key]
-    else:
-        compiled = nutpie.compile_pymc_model(lifted, var_names=var_names)
-        if cache:
-            _COMPILED[key] = compiled
-            while len(_COMPILED) > CACHE_SIZE:
-                _COMPILED.popitem(last=False)
+
+    def make():
+        return nutpie.compile_pymc_model(lifted, var_names=var_names)
+
+    compiled, hit = _COMPILED.get_or_make(structure_key(lifted, var_names), make) if cache else (make(), False)
     compiled = compiled.with_data(**{name: value for name, value in prior_values(lifted, var_names).items()
                                      if name in compiled.shared_data})
     return compiled, time.perf_counter() - started, hit
 
 
 def clear_cache() -> None:
+    """Forget the compiled nutpie models."""
     _COMPILED.clear()
 
 
