@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import SpecError
-from .fit import Fit, expected_response
+from .fit import Fit, mean_expected_response
 from .model import ID_COLUMNS, TRIALS
 
 DEFAULT_INTERVAL = 0.9
@@ -148,15 +148,13 @@ def new_town_posterior(fit: Fit, *, seed: int | None = None):
     return idata
 
 
-def _expected_outcome(fit: Fit, frame: pd.DataFrame, new_town: bool = False) -> np.ndarray:
-    """Posterior draws (chain*draw, rows) of each row's expected outcome on the outcome scale."""
-    idata = new_town_posterior(fit) if new_town else fit.idata
-    values = expected_response(fit, idata, frame, random_seed=_seed(fit))
+def _outcome_scale(fit: Fit, values):
+    """The expected outcome from `expected_response`-like draws: for ordinal models, categories weighted by their probability."""
     if fit.prepared.family == "cumulative":
-        category_dim = [d for d in values.dims if d not in ("chain", "draw", "__obs__")][0]
+        category_dim = [d for d in values.dims if d not in ("chain", "draw", "__obs__", "group")][0]
         levels = np.asarray(fit.data[fit.spec.outcome].cat.categories, dtype=float)
         values = (values * _levels_array(values, category_dim, levels)).sum(category_dim)
-    return values.stack(sample=("chain", "draw")).transpose("sample", "__obs__").to_numpy()
+    return values
 
 
 def _levels_array(values, dim: str, levels: np.ndarray):
@@ -193,10 +191,13 @@ def standardised_means(fit: Fit, assignments: list[dict], frame: pd.DataFrame | 
     frame = population(fit) if frame is None else frame
     if new_groups:
         assignments = [{k: v for k, v in a.items() if not (k == "municipality" and is_new_town(v))} for a in assignments]
-    draws = _expected_outcome(fit, _counterfactual_copies(fit, frame, assignments), new_town=new_groups)
-    weights = _weights(fit, frame)
-    size = len(frame)
-    return [draws[:, i * size:(i + 1) * size] @ weights / weights.sum() for i in range(len(assignments))]
+    copies = _counterfactual_copies(fit, frame, assignments)
+    idata = new_town_posterior(fit) if new_groups else fit.idata
+    groups = np.repeat(np.arange(len(assignments)), len(frame))
+    weights = np.tile(_weights(fit, frame), len(assignments))
+    means = _outcome_scale(fit, mean_expected_response(fit, idata, copies, groups, weights, random_seed=_seed(fit)))
+    draws = means.stack(sample=("chain", "draw")).transpose("sample", "group").to_numpy()
+    return list(draws.T)
 
 
 def standardised_mean(fit: Fit, frame: pd.DataFrame | None = None, *, new_groups: bool = False, **assign) -> np.ndarray:
