@@ -31,6 +31,8 @@ SAMPLE_DIMS = ("chain", "draw")
 DIAGNOSTICS = ("r_hat", "ess_bulk", "ess_tail", "mcse_mean", "mcse_sd")
 # Power-scaling sensitivity above this value means the posterior moves when the component is scaled.
 SENSITIVITY_THRESHOLD = 0.05
+# The chance that a converged fit fails the R-hat gate on its worst participant-level parameter.
+PERSON_LEVEL_ALPHA = 0.01
 # Names of the same sampler statistic in nutpie and in PyMC's NUTS.
 _TREE_DEPTH = ("depth", "tree_depth")
 _MAX_DEPTH_REACHED = ("maxdepth_reached", "reached_max_treedepth")
@@ -104,29 +106,53 @@ def _element_table(parameters: xr.Dataset) -> pd.DataFrame:
     return table
 
 
-def _collapse_person_level(table: pd.DataFrame) -> pd.DataFrame:
+def _collapse_person_level(table: pd.DataFrame, max_r_hat: float) -> pd.DataFrame:
     """One row per participant-level term: the worst value of each diagnostic over its levels.
 
-    The position kept is that of the element with the highest R-hat, the one worth plotting.
+    The position kept is that of the element with the highest R-hat, the one worth plotting;
+    `above` counts the levels whose R-hat exceeds `max_r_hat`.
     """
-    rows = [table[~table["person_level"]].assign(elements=1)]
+    rows = [table[~table["person_level"]].assign(elements=1, above=0)]
     for name, block in table[table["person_level"]].groupby("variable", sort=False):
         worst = block.loc[block["r_hat"].fillna(-np.inf).idxmax()]
         rows.append(pd.DataFrame([{
-            "parameter": f"{name} (worst of {len(block)} levels)", "variable": name, "person_level": True,
+            "parameter": f"{name} (worst of {len(block)} levels)",
+            "variable": name, "person_level": True,
             "position": worst["position"], "r_hat": block["r_hat"].max(), "ess_bulk": block["ess_bulk"].min(),
             "ess_tail": block["ess_tail"].min(), "mcse_mean": block["mcse_mean"].max(),
             "mcse_sd": block["mcse_sd"].max(), "elements": len(block),
+            "above": int((block["r_hat"] > max_r_hat).sum()),
         }]))
     return pd.concat(rows, ignore_index=True)
 
 
-def _diagnostic_table(idata: az.InferenceData, var_names: list[str] | None = None) -> pd.DataFrame:
-    return _collapse_person_level(_element_table(_parameters(idata.posterior, var_names)))
+def _diagnostic_table(idata: az.InferenceData, var_names: list[str] | None = None,
+                      thresholds: Thresholds | None = None) -> pd.DataFrame:
+    return _collapse_person_level(_element_table(_parameters(idata.posterior, var_names)),
+                                  (thresholds or Thresholds()).max_r_hat)
+
+
+def person_level_max_r_hat(thresholds: Thresholds, levels: int, chains: int, draws: int) -> float:
+    """The largest R-hat allowed for the worst of `levels` participant-level parameters.
+
+    A converged parameter's split R-hat over M = 2 x chains half-chains of n = draws / 2 independent
+    draws is about 1 + (X / (M - 1) - 1) / (2 n) with X chi-squared on M - 1 degrees of freedom (the
+    between-half variance of the means against the within-half variance). The worst of K levels is
+    allowed the value that K converged levels exceed with probability PERSON_LEVEL_ALPHA together
+    (the 1 - alpha / K quantile of X), never less than `thresholds.max_r_hat`: 1.022 for 100,000
+    participants at 2 chains x 500 draws, 1.01 at 4 x 1000. With 100,000 levels some exceed 1.01 by
+    chance (1.016 at 2 x 500), and that says nothing about the sampler; a term that did not mix
+    exceeds this bound by far.
+    """
+    from scipy import stats
+
+    halves, length = 2 * chains, max(draws // 2, 1)
+    quantile = stats.chi2.isf(PERSON_LEVEL_ALPHA / max(levels, 1), halves - 1)
+    return max(thresholds.max_r_hat, 1 + (quantile / (halves - 1) - 1) / (2 * length))
 
 
 def _public(table: pd.DataFrame) -> pd.DataFrame:
-    return table.drop(columns=["position", "person_level"]).set_index("parameter")
+    return table.drop(columns=["position", "person_level", "above"]).set_index("parameter")
 
 
 def summary(idata: Fit | az.InferenceData, var_names: list[str] | None = None) -> pd.DataFrame:
@@ -171,12 +197,14 @@ def _worst(table: pd.DataFrame, n: int) -> pd.DataFrame:
     return table.loc[order[:n]]
 
 
-def _convergence_failures(table: pd.DataFrame, thresholds: Thresholds, chains: int) -> list[str]:
+def _convergence_failures(table: pd.DataFrame, thresholds: Thresholds, chains: int, draws: int) -> list[str]:
     failed = []
-    high = table[table["r_hat"] > thresholds.max_r_hat]
+    limits = _r_hat_limits(table, thresholds, chains, draws)
+    high = table[table["r_hat"] > limits]
     if not high.empty:
         top = high.sort_values("r_hat", ascending=False).iloc[0]
-        failed.append(f"R-hat above {thresholds.max_r_hat:g} for {len(high)} of {len(table)} parameters "
+        limit = f"{thresholds.max_r_hat:g}" + (" (participant levels: their bound)" if high["person_level"].any() else "")
+        failed.append(f"R-hat above {limit} for {len(high)} of {len(table)} parameters "
                       f"(worst: {top['parameter']} {top['r_hat']:.3f}); run longer chains or reparameterise")
     min_ess = thresholds.min_ess(chains)
     for column, kind in (("ess_bulk", "bulk"), ("ess_tail", "tail")):
@@ -187,6 +215,22 @@ def _convergence_failures(table: pd.DataFrame, thresholds: Thresholds, chains: i
                           f"for {len(low)} of {len(table)} parameters (lowest: {top['parameter']} {top[column]:.0f}); "
                           "draw more samples")
     return failed
+
+
+def _r_hat_limits(table: pd.DataFrame, thresholds: Thresholds, chains: int, draws: int) -> pd.Series:
+    """Each row's R-hat bound: `max_r_hat`, or for a participant-level term `person_level_max_r_hat`."""
+    return pd.Series([person_level_max_r_hat(thresholds, int(row.elements), chains, draws) if row.person_level
+                      else thresholds.max_r_hat for row in table.itertuples()], index=table.index)
+
+
+def _person_level_rules(table: pd.DataFrame, thresholds: Thresholds, chains: int, draws: int) -> list[str]:
+    """The R-hat rule for each participant-level term, in words, with its share of levels above `max_r_hat`."""
+    return [f"{row.variable}: {row.elements} levels, {row.above} ({row.above / row.elements:.2%}) above R-hat "
+            f"{thresholds.max_r_hat:g}; the worst may reach "
+            f"{person_level_max_r_hat(thresholds, int(row.elements), chains, draws):.3f}, the value {row.elements} "
+            f"converged levels exceed by chance with probability {PERSON_LEVEL_ALPHA:g} (its SD is gated like "
+            "every other parameter)"
+            for row in table[table["person_level"]].itertuples()]
 
 
 def _sampler_failures(chains: pd.DataFrame, thresholds: Thresholds) -> tuple[list[str], list[str]]:
@@ -233,6 +277,7 @@ class Diagnosis:
     worst: pd.DataFrame
     sensitivity: pd.DataFrame | None = None
     model: str = ""
+    person_level: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -245,6 +290,7 @@ class Diagnosis:
             "chains": self.chains, "draws": self.draws,
             "worst": _records(self.worst), "parameters": _records(self.parameters), "sampler": _records(self.sampler),
             "sensitivity": None if self.sensitivity is None else _records(self.sensitivity),
+            "person_level": list(self.person_level),
         }
 
     def to_json(self) -> str:
@@ -258,6 +304,7 @@ class Diagnosis:
                  f"R-hat <= {t.max_r_hat:g}, bulk/tail ESS >= {t.min_ess(self.chains):g}, "
                  f"divergences <= {t.max_divergences}, E-BFMI >= {t.min_e_bfmi:g}, "
                  f"tree depth saturated in <= {t.max_tree_depth_share:.0%} of draws)"]
+        lines += [f"  participant levels: {rule}" for rule in self.person_level]
         lines += [f"  FAILED: {message}" for message in self.failed]
         lines += [f"  warning: {message}" for message in self.warnings]
         lines += ["", "Worst parameters:", _text_table(self.worst.reset_index(), {
@@ -301,10 +348,10 @@ def diagnose(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, threshold
     thresholds = thresholds or Thresholds()
     fit = load(fit_or_idata) if isinstance(fit_or_idata, (str, os.PathLike)) else fit_or_idata
     idata = _as_idata(fit)
-    table = _diagnostic_table(idata)
+    table = _diagnostic_table(idata, thresholds=thresholds)
     chains_table = sampler_stats(idata)
-    n_chains = idata.posterior.sizes["chain"]
-    failed = _convergence_failures(table, thresholds, n_chains)
+    n_chains, n_draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
+    failed = _convergence_failures(table, thresholds, n_chains, n_draws)
     sampler_failed, warnings = _sampler_failures(chains_table, thresholds)
     failed += sampler_failed
     sens = None
@@ -319,6 +366,7 @@ def diagnose(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, threshold
         draws=idata.posterior.sizes["draw"], parameters=public, sampler=chains_table,
         worst=public.loc[_worst(table, worst)["parameter"]], sensitivity=sens,
         model=fit.spec.name if isinstance(fit, Fit) else "",
+        person_level=_person_level_rules(table, thresholds, n_chains, n_draws),
     )
 
 
