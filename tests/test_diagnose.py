@@ -197,3 +197,16 @@ def test_the_participant_level_bound_grows_with_levels_and_shrinks_with_draws():
     assert bound(t, 100_000, 4, 1000) < bound(t, 100_000, 2, 500)
     # other parameters keep the plain bound: a population parameter at 1.02 fails whatever the levels
     assert not dg.diagnose(synthetic_idata(shift=3.0)).passed
+
+
+def test_vectorised_r_hat_equals_arviz():
+    idata = many_participants_idata(300, chains=3, draws=101, stuck=2)
+    values = idata.posterior["1|participant_id"].to_numpy()
+    expected = az.rhat(idata, var_names=["1|participant_id"])["1|participant_id"].to_numpy()
+    np.testing.assert_allclose(dg.rank_r_hat(values, chunk=70), expected, rtol=1e-12)
+
+
+def test_many_levels_get_ess_for_the_worst_and_a_spread_of_the_rest():
+    diagnosis = dg.diagnose(many_participants_idata(2_000, stuck=1))
+    row = diagnosis.parameters.loc["1|participant_id (worst of 2000 levels)"]
+    assert row["r_hat"] > 1.2 and 0 < row["ess_bulk"] < 400  # the stuck level is among those summarised
