@@ -134,7 +134,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     Exit 0 whenever the fit is stored; with --strict, 1 if it fails its diagnostics (as `diagnose`).
     """
     from .diagnose import diagnose
-    from .fit import sample, save
+    from .fit import sample, save, storage_note
     from .spec import load_priors_file, load_spec, parse_prior_assignment
 
     spec = load_spec(args.spec)
@@ -151,6 +151,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
               f"details: bayes-trial diagnose {path}")
     print_estimands(fit)
     print_missing(fit)
+    note = storage_note(fit)
+    if note:
+        print(f"\n{note}")
     print(f"\nfit stored in {path} (diagnostics {diagnosis.verdict.upper()})")
     return 1 if args.strict and not diagnosis.passed else 0
 

@@ -24,7 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import FitFileError, SpecError
-from .fit import Fit, load
+from .fit import Fit, load, with_log_likelihood
 
 PERSON_ID = "participant_id"
 SAMPLE_DIMS = ("chain", "draw")
@@ -441,31 +441,39 @@ def _prior_parameters(fit: Fit) -> list[str]:
     Centred participant effects would be free variables too; they are left out (their labels are ids).
     """
     posterior = fit.idata.posterior
-    return [rv.name for rv in fit.model.backend.model.free_RVs
+    return [rv.name for pymc_model in fit.prior_models for rv in pymc_model.free_RVs
             if rv.name in posterior and not _is_person_level(posterior[rv.name])]
 
 
 def log_prior(fit: Fit, var_names: list[str] | None = None) -> xr.Dataset:
     """Pointwise log prior density of `var_names` (default: `_prior_parameters`) at each draw.
 
-    Stored fits keep no non-centred `_offset` variables; PyMC needs a value for every free variable,
-    so they are filled with zeros: the log densities asked for do not depend on them.
+    Read from `Fit.prior_models`: never a model with a persons-sized term where the participant
+    intercepts can be integrated out. Stored fits keep no non-centred `_offset` variables; PyMC needs
+    a value for every free variable, so they are filled with zeros: the log densities asked for do
+    not depend on them.
     """
     import pymc as pm
 
-    pymc_model = fit.model.backend.model
     names = var_names or _prior_parameters(fit)
     posterior = fit.idata.posterior
-    shapes = {name: value.shape for name, value in pymc_model.initial_point().items()}
-    filled = {}
-    for rv in pymc_model.free_RVs:
-        if rv.name not in posterior:
-            shape = shapes[rv.name]
-            filled[rv.name] = (SAMPLE_DIMS + tuple(f"{rv.name}_dim_{i}" for i in range(len(shape))),
-                               np.zeros((posterior.sizes["chain"], posterior.sizes["draw"], *shape)))
-    padded = az.InferenceData(posterior=posterior.assign(filled))
-    return pm.compute_log_prior(padded, var_names=names, model=pymc_model, extend_inferencedata=False,
-                                progressbar=False)
+    parts = []
+    for pymc_model in fit.prior_models:
+        own = [rv.name for rv in pymc_model.free_RVs if rv.name in names]
+        if not own:
+            continue
+        shapes = {name: value.shape for name, value in pymc_model.initial_point().items()}
+        filled = {}
+        for rv in pymc_model.free_RVs:
+            if rv.name not in posterior:
+                shape = shapes[rv.name]
+                filled[rv.name] = (SAMPLE_DIMS + tuple(f"{rv.name}_dim_{i}" for i in range(len(shape))),
+                                   np.zeros((posterior.sizes["chain"], posterior.sizes["draw"], *shape)))
+        present = [rv.name for rv in pymc_model.free_RVs if rv.name in posterior]
+        padded = az.InferenceData(posterior=posterior[present].assign(filled))
+        parts.append(pm.compute_log_prior(padded, var_names=own, model=pymc_model, extend_inferencedata=False,
+                                          progressbar=False))
+    return xr.merge(parts)
 
 
 def _sensitivity_label(prior: float, likelihood: float) -> str:
@@ -483,7 +491,7 @@ def sensitivity(fit: Fit, var_names: list[str] | None = None) -> pd.DataFrame:
     the likelihood is not: the prior dominates a weak likelihood (as with few municipalities).
     """
     names = var_names or _prior_parameters(fit)
-    idata = az.InferenceData(posterior=fit.idata.posterior[names], log_likelihood=fit.idata.log_likelihood,
+    idata = az.InferenceData(posterior=fit.idata.posterior[names], log_likelihood=with_log_likelihood(fit).log_likelihood,
                              log_prior=log_prior(fit, names))
     prior = az.psens(idata, component="prior", var_names=names)
     likelihood = az.psens(idata, component="likelihood", var_names=names)

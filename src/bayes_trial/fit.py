@@ -53,19 +53,35 @@ class Fit:
         return model_mod.build(self.spec, self.prepared)
 
     @cached_property
+    def other_terms(self):
+        """`fastpaths.OtherTerms` (the model without `(1|participant_id)` and that term's SD prior)
+        where the participant intercepts can be integrated out, else None."""
+        from .fastpaths import build_other_terms, can_marginalise
+
+        return build_other_terms(self.spec, self.prepared) if can_marginalise(self.prepared) else None
+
+    @cached_property
     def mean_model(self):
         """The Bambi model that `expected_response` predicts with.
 
-        For a Gaussian model whose participant intercepts the fast path integrated out, the model
+        For a Gaussian model whose participant intercepts the fast path can integrate out, the model
         of the other terms: Bambi builds `(1|participant_id)` from dense rows x persons and
         persons x persons matrices (47 GiB for 80,000 persons), and the intercepts' draws are in
         the posterior anyway. Otherwise the full model.
         """
-        from .fastpaths import PARTICIPANT_TERM, build_other_terms, can_marginalise
+        from .fastpaths import PARTICIPANT_TERM
 
-        if can_marginalise(self.prepared) and PARTICIPANT_TERM in self.idata.posterior:
-            return build_other_terms(self.spec, self.prepared).model
+        if self.other_terms is not None and PARTICIPANT_TERM in self.idata.posterior:
+            return self.other_terms.model
         return self.model
+
+    @cached_property
+    def prior_models(self) -> list:
+        """PyMC models that together carry every prior of the fit, without a persons-sized term
+        where the participant intercepts can be integrated out (`fastpaths.prior_models`)."""
+        from .fastpaths import prior_models
+
+        return prior_models(self.other_terms if self.other_terms is not None else self.model)
 
     @property
     def data(self) -> pd.DataFrame:
@@ -179,6 +195,23 @@ def _added_intercepts(fit: Fit, idata: az.InferenceData, model) -> xr.DataArray 
     return None
 
 
+def storage_note(fit: Fit) -> str | None:
+    """What a fast-path fit stores of its largest arrays, in words (None for other fits)."""
+    from .fastpaths import PARTICIPANT_DIM, PARTICIPANT_TERM
+
+    posterior = fit.idata.posterior
+    if fit.other_terms is None or PARTICIPANT_TERM not in posterior:
+        return None
+    draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    intercepts = posterior[PARTICIPANT_TERM]
+    note = (f"stored: participant intercepts as {intercepts.dtype} ({posterior.sizes[PARTICIPANT_DIM]:,} persons x "
+            f"{draws:,} draws, {intercepts.nbytes / 1e9:.2f} GB)")
+    if "log_likelihood" in fit.idata.groups():
+        return note + f"; pointwise log-likelihood as float32 ({len(fit.data):,} rows x {draws:,} draws)"
+    return note + (f"; pointwise log-likelihood not stored ({len(fit.data):,} rows x {draws:,} draws would be "
+                   f"{len(fit.data) * draws * 4 / 1e9:.2f} GB): compare and diagnose --sensitivity recompute it")
+
+
 def package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -234,7 +267,7 @@ def _tidy(idata: az.InferenceData, bmb_model, prepared: model_mod.PreparedData) 
     pymc_model = (bmb_model.model if isinstance(bmb_model, OtherTerms) else bmb_model).backend.model
     for group in [g for g in idata.groups() if g.startswith("warmup")]:
         delattr(idata, group)
-    if "log_likelihood" not in idata.groups():  # the fast path brings its own
+    if "log_likelihood" not in idata.groups() and not isinstance(bmb_model, OtherTerms):  # the fast path brings its own
         pm.compute_log_likelihood(idata, model=pymc_model, extend_inferencedata=True, progressbar=False)
     drop = [name for name, values in idata.posterior.data_vars.items()
             if name.endswith(("_offset", "__")) or "__obs__" in values.dims]
@@ -244,11 +277,26 @@ def _tidy(idata: az.InferenceData, bmb_model, prepared: model_mod.PreparedData) 
         {name: (("__obs__",), np.asarray(value.data if hasattr(value, "data") else value.eval()).reshape(len(prepared.data), -1)[:, 0])
          for name, value in observed.items()}
     )
-    log_lik = idata.log_likelihood.rename({d: "__obs__" for d in idata.log_likelihood.dims if d not in ("chain", "draw")})
-    return az.InferenceData(
-        posterior=posterior, sample_stats=idata.sample_stats, log_likelihood=log_lik,
-        observed_data=obs_data, constant_data=_data_to_dataset(prepared.data),
-    )
+    groups = {"posterior": posterior, "sample_stats": idata.sample_stats, "observed_data": obs_data,
+              "constant_data": _data_to_dataset(prepared.data)}
+    if "log_likelihood" in idata.groups():  # else a large fast-path fit: `with_log_likelihood` recomputes it
+        groups["log_likelihood"] = idata.log_likelihood.rename(
+            {d: "__obs__" for d in idata.log_likelihood.dims if d not in ("chain", "draw")})
+    return az.InferenceData(**groups)
+
+
+def with_log_likelihood(fit: Fit) -> az.InferenceData:
+    """The fit's InferenceData with its pointwise log-likelihood (for LOO and power-scaling).
+
+    Fast-path fits of many rows do not store it (`fastpaths.stores_log_likelihood`); it is then
+    recomputed from the stored posterior and data (the same numbers) and kept on the fit.
+    """
+    if "log_likelihood" not in fit.idata.groups() and fit.other_terms is not None:
+        from .fastpaths import log_likelihood_group, participant_statistics
+
+        stats = participant_statistics(fit.prepared, fit.other_terms)
+        fit.idata.add_groups(log_likelihood=log_likelihood_group(fit.idata.posterior, stats, fit.prepared))
+    return fit.idata
 
 
 def _data_to_dataset(frame: pd.DataFrame) -> xr.Dataset:

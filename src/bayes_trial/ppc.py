@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats as sps
 from bambi.utils import get_aliased_name
 
-from .fit import Fit, expected_response
+from .fit import Fit, expected_response, with_log_likelihood
 from .query import DEFAULT_INTERVAL
 
 MIN_CELL = 10
@@ -55,7 +55,7 @@ def posterior_predictive(fit: Fit, *, max_draws: int = MAX_DRAWS, seed: int | No
     """
     posterior = fit.idata.posterior
     step = max(1, math.ceil(posterior.sizes["chain"] * posterior.sizes["draw"] / max_draws))
-    thinned = fit.idata.sel(draw=slice(None, None, step))
+    thinned = with_log_likelihood(fit).sel(draw=slice(None, None, step))
     seed = fit.spec.sampler.get("seed") if seed is None else seed
     model = fit.mean_model
     # The response parameters come from `expected_response` (each formula pattern predicted once,
