@@ -24,7 +24,7 @@ from scipy.stats import norm
 
 from . import query
 from .errors import SpecError
-from .fastpaths import PARTICIPANT_SIGMA
+from .fastpaths import PARTICIPANT_SIGMA, PARTICIPANT_TERM
 from .fit import Fit, load, refit, sample_prepared, with_log_likelihood
 from .priors import check_priors, outcome_draws
 from .spec import Prior, parse_prior
@@ -191,7 +191,9 @@ def _held_out_log_density(train: Fit, held_out: pd.DataFrame) -> np.ndarray:
     rows = _onto_fitted_levels(train, held_out)
     if train.other_terms is not None and PARTICIPANT_SIGMA in posterior.posterior:
         model = train.mean_model
-        mean = model.predict(posterior, kind="response_params", data=rows, inplace=False)
+        # Bambi's predict deep-copies its input: without the (unused) participant intercepts.
+        mean = model.predict(az.InferenceData(posterior=posterior.posterior.drop_vars(PARTICIPANT_TERM, errors="ignore")),
+                             kind="response_params", data=rows, inplace=False)
         mean = mean.posterior[model.family.likelihood.parent].transpose("chain", "draw", "__obs__").to_numpy()
         sd = np.sqrt(posterior.posterior["sigma"].to_numpy() ** 2 + posterior.posterior[PARTICIPANT_SIGMA].to_numpy() ** 2)
         observed = held_out[train.prepared.response].to_numpy(dtype=float)

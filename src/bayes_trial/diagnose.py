@@ -145,7 +145,7 @@ def rank_r_hat(draws: np.ndarray, chunk: int = 2000) -> np.ndarray:
 
     The same numbers as `arviz.rhat(method="rank")`, for all columns at once, `chunk` columns at a time.
     """
-    from scipy import stats
+    from scipy import special, stats
 
     chains, n_draws, columns = draws.shape
     half = n_draws // 2
@@ -155,7 +155,7 @@ def rank_r_hat(draws: np.ndarray, chunk: int = 2000) -> np.ndarray:
     def z_scale(values):
         flat = values.reshape(-1, values.shape[-1])
         ranks = stats.rankdata(flat, axis=0, method="average")
-        return stats.norm.ppf((ranks - 3 / 8) / (len(flat) + 1 / 4)).reshape(values.shape)
+        return special.ndtri((ranks - 3 / 8) / (len(flat) + 1 / 4)).reshape(values.shape)  # norm.ppf, without its overhead
 
     def r_hat(values):
         between = half * values.mean(axis=1).var(axis=0, ddof=1)

@@ -182,7 +182,12 @@ def _pattern_predictions(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, 
         np.zeros(len(data), dtype=int))
     _, first, row_pattern = np.unique(pattern, return_index=True, return_inverse=True)
     patterns = data.iloc[first].reset_index(drop=True)
-    predicted = model.predict(idata, kind="response_params", data=patterns, inplace=False, random_seed=random_seed)
+    # Bambi's predict deep-copies what it is given: the posterior alone, without the participant
+    # intercepts that the mean model leaves out (1.6 GB for 100,000 persons x 4,000 draws).
+    intercepts = _added_intercepts(fit, idata, model)
+    posterior = idata.posterior if intercepts is None else idata.posterior.drop_vars(intercepts.name)
+    predicted = model.predict(az.InferenceData(posterior=posterior), kind="response_params", data=patterns,
+                              inplace=False, random_seed=random_seed)
     return model, parent, predicted.posterior[parent], row_pattern
 
 
