@@ -40,9 +40,9 @@ GOAL_PERSONS, GOAL_SECONDS, GOAL_GB = 100_000, 180.0, 4.0 * 10**9 / 2**30  # 4 G
 READING = [
     "**Reading the table.** Ours never builds Bambi's `(1|participant_id)` term; its summaries and compiled model "
     "do not grow with the data, so sampling time is nearly flat and dominated by nutpie's compilation at small "
-    "sizes. What grows is what a fit stores: participant intercepts (persons x draws, 8 bytes) and the "
-    "pointwise log-likelihood (rows x draws, 4 bytes), both linear in the data and in the number of draws; with "
-    "the spec's own 4 chains x 1000 draws they are four times the size shown here (not measured). Plain Bambi "
+    "sizes. What grows is what a fit stores: participant intercepts (persons x draws, 4 bytes) and, up to 50 "
+    "million values, the pointwise log-likelihood (rows x draws, 4 bytes; beyond that it is recomputed when LOO "
+    "needs it), both linear in the data and in the number of draws. Plain Bambi "
     "builds dense rows x persons dummies and a persons x persons contrast matrix (formulae) in the main process "
     "and again in each PyMC worker: at 80,000 persons that matrix alone is the 47.5 GiB of the issue. Its "
     "minimum ESS is also lower (it samples the participant intercepts and every coefficient), so per effective "

@@ -214,7 +214,7 @@ def storage_note(fit: Fit) -> str | None:
     if "log_likelihood" in fit.idata.groups():
         return note + f"; pointwise log-likelihood as float32 ({len(fit.data):,} rows x {draws:,} draws)"
     return note + (f"; pointwise log-likelihood not stored ({len(fit.data):,} rows x {draws:,} draws would be "
-                   f"{len(fit.data) * draws * 4 / 1e9:.2f} GB): compare and diagnose --sensitivity recompute it")
+                   f"{len(fit.data) * draws * 4 / 1e9:.2f} GB): compare, ppc and diagnose --sensitivity recompute it")
 
 
 def package_versions() -> dict[str, str]:
