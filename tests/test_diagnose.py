@@ -153,3 +153,60 @@ def test_diagnostic_plots_are_written(outflow_fit, tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths)
     without_energy = dg.plot_diagnostics(synthetic_idata(sample_stats=False), tmp_path / "bare", worst=2)
     assert len(without_energy) == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 14, item 15: thousands of participant levels, some above R-hat 1.01 by chance
+# ---------------------------------------------------------------------------------------------
+
+
+def many_participants_idata(persons: int, *, chains: int = 2, draws: int = 500, stuck: int = 0, seed: int = 0):
+    """Independent draws of `persons` participant intercepts; chain 0 of the first `stuck` ones sits elsewhere."""
+    rng = np.random.default_rng(seed)
+    intercepts = rng.normal(size=(chains, draws, persons))
+    intercepts[0, :, :stuck] += 2.0
+    ids = [f"p{i:06d}" for i in range(persons)]
+    return az.from_dict(
+        posterior={"mu": rng.normal(size=(chains, draws)), "1|participant_id_sigma": rng.gamma(50, 0.02, (chains, draws)),
+                   "1|participant_id": intercepts},
+        sample_stats={"diverging": np.zeros((chains, draws), bool), "energy": rng.normal(size=(chains, draws))},
+        coords={"participant_id__factor_dim": ids}, dims={"1|participant_id": ["participant_id__factor_dim"]})
+
+
+def test_many_participant_levels_pass_although_some_exceed_the_threshold_by_chance():
+    idata = many_participants_idata(20_000)
+    r_hat = az.rhat(idata, var_names=["1|participant_id"])["1|participant_id"].to_numpy()
+    assert (r_hat > 1.01).sum() > 10  # the situation of the issue: chance exceedances among many levels
+    diagnosis = dg.diagnose(idata)
+    assert diagnosis.passed, diagnosis.failed
+    assert any(f"{(r_hat > 1.01).sum()} (" in rule and "20000 levels" in rule for rule in diagnosis.person_level)
+    assert "participant levels: 1|participant_id: 20000 levels" in diagnosis.format()
+
+
+def test_participant_levels_that_did_not_mix_still_fail():
+    diagnosis = dg.diagnose(many_participants_idata(20_000, stuck=3))
+    assert any(m.startswith("R-hat above 1.01 (participant levels") and "1|participant_id (worst of 20000 levels)" in m
+               for m in diagnosis.failed)
+
+
+def test_the_participant_level_bound_grows_with_levels_and_shrinks_with_draws():
+    bound = dg.person_level_max_r_hat
+    t = dg.Thresholds()
+    assert bound(t, 1, 4, 1000) == 1.01  # one level: the ordinary threshold
+    assert 1.018 < bound(t, 100_000, 2, 500) < 1.03
+    assert bound(t, 100_000, 4, 1000) < bound(t, 100_000, 2, 500)
+    # other parameters keep the plain bound: a population parameter at 1.02 fails whatever the levels
+    assert not dg.diagnose(synthetic_idata(shift=3.0)).passed
+
+
+def test_vectorised_r_hat_equals_arviz():
+    idata = many_participants_idata(300, chains=3, draws=101, stuck=2)
+    values = idata.posterior["1|participant_id"].to_numpy()
+    expected = az.rhat(idata, var_names=["1|participant_id"])["1|participant_id"].to_numpy()
+    np.testing.assert_allclose(dg.rank_r_hat(values, chunk=70), expected, rtol=1e-12)
+
+
+def test_many_levels_get_ess_for_the_worst_and_a_spread_of_the_rest():
+    diagnosis = dg.diagnose(many_participants_idata(2_000, stuck=1))
+    row = diagnosis.parameters.loc["1|participant_id (worst of 2000 levels)"]
+    assert row["r_hat"] > 1.2 and 0 < row["ess_bulk"] < 400  # the stuck level is among those summarised

@@ -12,6 +12,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import FAST
 
@@ -231,3 +232,26 @@ def test_argument_errors_are_one_line(argv, fragment, capsys):
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("bayes-trial: error:") and fragment in lines[0], captured.err
     assert "usage:" not in captured.err and captured.out == ""
+
+
+# ---------------------------------------------------------------------------------------------
+# item 15: standardised means aggregate over formula patterns and persons, never rows x draws
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fit_name", ["wellbeing_fit", "outflow_fit"])
+@pytest.mark.parametrize("new_groups", [False, True])
+def test_standardised_means_equal_the_row_by_row_average(request, fit_name, new_groups):
+    """The aggregated means are the average of `expected_response` over every counterfactual row."""
+    fit = request.getfixturevalue(fit_name)
+    frame = query.population(fit)
+    assignments = [{"arm": arm} for arm in query.arms(fit)]
+    means = query.standardised_means(fit, assignments, new_groups=new_groups)
+    idata = query.new_town_posterior(fit) if new_groups else fit.idata
+    weights = frame["n_trials"].to_numpy(float) if fit.prepared.aggregated else np.ones(len(frame))
+    for assign, mean in zip(assignments, means):
+        copy = frame.copy()
+        copy["arm"] = pd.Categorical([assign["arm"]] * len(frame), categories=frame["arm"].cat.categories, ordered=True)
+        rows = bt.fit.expected_response(fit, idata, copy, random_seed=fit.spec.sampler["seed"])
+        expected = rows.stack(sample=("chain", "draw")).transpose("sample", "__obs__").to_numpy() @ weights / weights.sum()
+        np.testing.assert_allclose(mean, expected, rtol=1e-10, atol=1e-12)

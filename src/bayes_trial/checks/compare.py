@@ -20,12 +20,14 @@ import arviz as az
 import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
+from scipy.stats import norm
 
-from bayes_trial.estimands import query
-from bayes_trial.core.errors import SpecError
-from bayes_trial.sampling.fit import Fit, load, refit, sample_prepared
 from bayes_trial.checks.priors import check_priors, outcome_draws
+from bayes_trial.core.errors import SpecError
+from bayes_trial.estimands import query
 from bayes_trial.modelling.spec import Prior, parse_prior
+from bayes_trial.sampling.fastpaths import PARTICIPANT_SIGMA, PARTICIPANT_TERM
+from bayes_trial.sampling.fit import Fit, load, refit, sample_prepared, with_log_likelihood
 
 PARETO_K_BAD = 0.7
 MIN_TOWNS_FOR_LOMO = 3
@@ -115,7 +117,7 @@ def loo_table(fits: dict[str, Fit]) -> tuple[pd.DataFrame, list[str]]:
     """PSIS-LOO per fit (ArviZ `loo`), ranked with `az.compare` where the fits share their data."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns once per fit; the notes below give counts instead
-        elpds = {name: az.loo(fit.idata, pointwise=True) for name, fit in fits.items()}
+        elpds = {name: az.loo(with_log_likelihood(fit), pointwise=True) for name, fit in fits.items()}
     bad_k = {name: int(np.sum(e.pareto_k.to_numpy() > PARETO_K_BAD)) for name, e in elpds.items()}
     notes = [f"{name}: {bad} of {elpds[name].n_data_points} observations have Pareto k > {PARETO_K_BAD}; "
              "PSIS-LOO is unreliable for them (leave-one-municipality-out with --lomo refits instead)"
@@ -178,12 +180,28 @@ def _onto_fitted_levels(train: Fit, held_out: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def _held_out_log_density(train: Fit, held_out: pd.DataFrame) -> np.ndarray:
-    """log p(y_i | training data) per held-out row, its town's group effects drawn as for a new town."""
-    predicted = train.model.predict(query.new_town_posterior(train), kind="response_params",
-                                    data=_onto_fitted_levels(train, held_out), inplace=False, sample_new_groups=True)
-    log_lik = train.model.family.log_likelihood(train.model, predicted.posterior, held_out)
-    draws = log_lik.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy().reshape(-1, len(held_out))
+def held_out_log_density(train: Fit, held_out: pd.DataFrame) -> np.ndarray:
+    """log p(y_i | training data) per held-out row, its town's group effects drawn as for a new town.
+
+    Where the participant intercepts can be integrated out (`Fit.other_terms`), a held-out person's
+    intercept is integrated out exactly: each row is Normal(mean, sqrt(sigma^2 + SD^2)) given a draw,
+    the density Bambi's new-group draws estimate, without its dense participant term.
+    """
+    posterior = query.new_town_posterior(train)
+    rows = _onto_fitted_levels(train, held_out)
+    if train.other_terms is not None and PARTICIPANT_SIGMA in posterior.posterior:
+        model = train.mean_model
+        # Bambi's predict deep-copies its input: without the (unused) participant intercepts.
+        mean = model.predict(az.InferenceData(posterior=posterior.posterior.drop_vars(PARTICIPANT_TERM, errors="ignore")),
+                             kind="response_params", data=rows, inplace=False)
+        mean = mean.posterior[model.family.likelihood.parent].transpose("chain", "draw", "__obs__").to_numpy()
+        sd = np.sqrt(posterior.posterior["sigma"].to_numpy() ** 2 + posterior.posterior[PARTICIPANT_SIGMA].to_numpy() ** 2)
+        observed = held_out[train.prepared.response].to_numpy(dtype=float)
+        draws = norm.logpdf(observed, mean, sd[..., None]).reshape(-1, len(held_out))
+    else:
+        predicted = train.model.predict(posterior, kind="response_params", data=rows, inplace=False, sample_new_groups=True)
+        log_lik = train.model.family.log_likelihood(train.model, predicted.posterior, held_out)
+        draws = log_lik.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy().reshape(-1, len(held_out))
     return logsumexp(draws, axis=0) - np.log(draws.shape[0])
 
 
@@ -204,7 +222,7 @@ def leave_one_municipality_out(fit: Fit, *, progress: bool = False, **sampler_se
         train_fit = sample_prepared(spec, train, data_hash=str(fit.info.get("data_hash", "")), progress=progress)
         held_out = data.loc[in_town].reset_index(drop=True)
         rows.append({TOWN: town, "persons": int(fit.prepared.weights[in_town].sum()), "rows": int(in_town.sum()),
-                     "elpd": float(_held_out_log_density(train_fit, held_out).sum())})
+                     "elpd": float(held_out_log_density(train_fit, held_out).sum())})
     return pd.DataFrame(rows)
 
 

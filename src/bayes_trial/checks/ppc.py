@@ -22,9 +22,9 @@ import pandas as pd
 from scipy import stats as sps
 from bambi.utils import get_aliased_name
 
-from bayes_trial.sampling.fit import Fit, expected_response
 from bayes_trial.core.summaries import DEFAULT_INTERVAL
 from bayes_trial.families.base import Statistic
+from bayes_trial.sampling.fit import Fit, expected_response, with_log_likelihood
 
 MIN_CELL = 10
 MAX_DRAWS = 1000
@@ -53,7 +53,7 @@ def posterior_predictive(fit: Fit, *, max_draws: int = MAX_DRAWS, seed: int | No
     """
     posterior = fit.idata.posterior
     step = max(1, math.ceil(posterior.sizes["chain"] * posterior.sizes["draw"] / max_draws))
-    thinned = fit.idata.sel(draw=slice(None, None, step))
+    thinned = with_log_likelihood(fit).sel(draw=slice(None, None, step))
     seed = fit.spec.sampler.get("seed") if seed is None else seed
     model = fit.mean_model
     # The response parameters come from `expected_response` (each formula pattern predicted once,

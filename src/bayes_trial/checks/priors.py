@@ -27,7 +27,9 @@ from bayes_trial.modelling import autoprior
 from bayes_trial.modelling import frames as model_mod
 from bayes_trial.modelling.spec import AUTO, ModelSpec, check_prior_for_term
 from bayes_trial.sampling import build as bambi_build
-from bayes_trial.sampling.fit import Fit
+from bayes_trial.sampling.fastpaths import (PARTICIPANT_DIM, PARTICIPANT_SIGMA, PARTICIPANT_TERM, OtherTerms,
+                                            model_for_priors, participant_levels, participant_sd_model, prior_models)
+from bayes_trial.sampling.fit import Fit, expected_response
 
 # The verdict: FAIL when more than this percentage of prior-predicted outcomes falls outside the
 # outcome's bounds, or when the prior probability of an implausibly large effect exceeds EFFECT_LIMIT.
@@ -132,7 +134,7 @@ def prior_table(spec: ModelSpec, frame: pd.DataFrame | None = None) -> pd.DataFr
         return pd.DataFrame(rows)
     prepared = model_mod.prepare(spec, frame)
     reasons = model_mod.resolve_priors(spec, prepared).reasons
-    graph = bambi_build.pymc_priors(bambi_build.build(spec, prepared), spec)
+    graph = bambi_build.pymc_priors(prior_models(model_for_priors(spec, prepared)), spec)
     rows = []
     for record in graph.to_dict("records"):
         distribution, params = _user_form(record["distribution"], record["params"])
@@ -260,7 +262,7 @@ def ordered_normal(mu: np.ndarray, sigma: np.ndarray | float, size: int, rng: np
     return values
 
 
-def _sample_prior(bmb_model, draws: int, seed: int) -> tuple[xr.Dataset, np.ndarray, list[str]]:
+def _sample_prior(bmb_model, draws: int, seed: int, outcomes: bool = True) -> tuple[xr.Dataset, np.ndarray | None, list[str]]:
     """Prior draws of the parameters (PyMC forward sampling) and of the outcome of every model row.
 
     PyMC's forward sampling ignores the ordered transform of ordinal thresholds and would draw
@@ -282,6 +284,8 @@ def _sample_prior(bmb_model, draws: int, seed: int) -> tuple[xr.Dataset, np.ndar
         parameters["threshold"] = parameters["threshold"].copy(data=ordered[np.newaxis])
         notes.append("ordinal thresholds drawn from their prior restricted to increasing values "
                      "(PyMC's forward sampling ignores the ordering)")
+    if not outcomes:
+        return parameters, None, notes
     try:
         outcomes = bmb_model.predict(az.InferenceData(posterior=parameters), kind="response", inplace=False,
                                      random_seed=seed).posterior_predictive
@@ -330,12 +334,41 @@ def prior_fit(spec: ModelSpec, data: pd.DataFrame | model_mod.PreparedData, draw
     seed = spec.sampler["seed"] if seed is None else seed
     check_priors(spec)
     prepared = data if isinstance(data, model_mod.PreparedData) else model_mod.prepare(spec, data)
-    bmb_model = bambi_build.build(spec, prepared)
+    bmb_model = model_for_priors(spec, prepared)
+    if isinstance(bmb_model, OtherTerms):
+        return _prior_fit_without_participant_term(spec, prepared, bmb_model, draws, seed)
     parameters, predicted, notes = _sample_prior(bmb_model, draws, seed)
     outcome = xr.Dataset({prepared.response: (("chain", "draw", "__obs__"), predicted[np.newaxis])})
     fit = Fit(spec, prepared, az.InferenceData(posterior=parameters, prior_predictive=outcome),
               {"prior_notes": notes, "seed": seed})
     fit.__dict__["model"] = bmb_model  # the built model; no rebuild for the predictions
+    return fit
+
+
+def _prior_fit_without_participant_term(spec: ModelSpec, prepared: model_mod.PreparedData, other: OtherTerms,
+                                        draws: int, seed: int) -> Fit:
+    """`prior_fit` for a Gaussian participant-intercept model, without Bambi's dense participant term.
+
+    The other terms' parameters come from their PyMC model as in `_sample_prior`; the participant SD
+    from its own prior, each person's intercept from Normal(0, SD), and each row's outcome from
+    Normal(mean + intercept, sigma).
+    """
+    import pymc as pm
+
+    parameters, _, notes = _sample_prior(other.model, draws, seed, outcomes=False)
+    sd = pm.draw(participant_sd_model(other)[PARTICIPANT_SIGMA], draws=draws, random_seed=np.random.default_rng([seed, 1]))
+    levels = participant_levels(prepared.data)
+    rng = np.random.default_rng([seed, 2])
+    parameters[PARTICIPANT_SIGMA] = (("chain", "draw"), np.asarray(sd, dtype=float).reshape(1, draws))
+    parameters[PARTICIPANT_TERM] = xr.DataArray(
+        rng.standard_normal((1, draws, len(levels))) * parameters[PARTICIPANT_SIGMA].to_numpy()[..., None],
+        dims=("chain", "draw", PARTICIPANT_DIM), coords={PARTICIPANT_DIM: levels})
+    fit = Fit(spec, prepared, az.InferenceData(posterior=parameters), {"prior_notes": notes, "seed": seed})
+    fit.__dict__["other_terms"] = other
+    mean = expected_response(fit, fit.idata, prepared.data, random_seed=seed).isel(chain=0).transpose("draw", "__obs__")
+    predicted = mean.to_numpy() + parameters["sigma"].to_numpy()[0][:, None] * rng.standard_normal(mean.shape)
+    fit.idata.add_groups(prior_predictive=xr.Dataset(
+        {prepared.response: (("chain", "draw", "__obs__"), predicted[np.newaxis])}))
     return fit
 
 

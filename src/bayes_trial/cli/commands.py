@@ -137,8 +137,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     Exit 0 whenever the fit is stored; with --strict, 1 if it fails its diagnostics (as `diagnose`).
     """
     from bayes_trial.checks.diagnose import diagnose
-    from bayes_trial.sampling.fit import sample, save
     from bayes_trial.modelling.spec import load_priors_file, load_spec, parse_prior_assignment
+    from bayes_trial.sampling.fit import sample, save, storage_note
 
     spec = load_spec(args.spec)
     priors = load_priors_file(args.priors) if args.priors else {}
@@ -154,6 +154,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
               f"details: bayes-trial diagnose {path}")
     print_estimands(fit)
     print_missing(fit)
+    note = storage_note(fit)
+    if note:
+        print(f"\n{note}")
     print(f"\nfit stored in {path} (diagnostics {diagnosis.verdict.upper()})")
     return 1 if args.strict and not diagnosis.passed else 0
 

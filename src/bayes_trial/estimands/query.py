@@ -18,8 +18,8 @@ import pandas as pd
 
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.summaries import DEFAULT_INTERVAL, MIN_CELL, MIN_CELL_FLOOR, interval_texts, summarise_draws  # noqa: F401  (part of this module's API)
-from bayes_trial.sampling.fit import Fit, expected_response
 from bayes_trial.modelling.frames import ID_COLUMNS, TRIALS
+from bayes_trial.sampling.fit import Fit, mean_expected_response
 
 def population(fit: Fit) -> pd.DataFrame:
     """The persons (or binomial cells) over which predictions are averaged: one row per participant."""
@@ -142,12 +142,9 @@ def new_town_posterior(fit: Fit, *, seed: int | None = None):
     return idata
 
 
-def _expected_outcome(fit: Fit, frame: pd.DataFrame, new_town: bool = False) -> np.ndarray:
-    """Posterior draws (chain*draw, rows) of each row's expected outcome on the outcome scale."""
-    idata = new_town_posterior(fit) if new_town else fit.idata
-    values = expected_response(fit, idata, frame, random_seed=_seed(fit))
-    values = fit.family.expected_outcome(values, fit.categories)
-    return values.stack(sample=("chain", "draw")).transpose("sample", "__obs__").to_numpy()
+def _outcome_scale(fit: Fit, values):
+    """The expected outcome from `expected_response`-like draws, on the outcome scale (see `Family.expected_outcome`)."""
+    return fit.family.expected_outcome(values, fit.categories)
 
 
 def _counterfactual_copies(fit: Fit, frame: pd.DataFrame, assignments: list[dict]) -> pd.DataFrame:
@@ -178,10 +175,13 @@ def standardised_means(fit: Fit, assignments: list[dict], frame: pd.DataFrame | 
     frame = population(fit) if frame is None else frame
     if new_groups:
         assignments = [{k: v for k, v in a.items() if not (k == "municipality" and is_new_town(v))} for a in assignments]
-    draws = _expected_outcome(fit, _counterfactual_copies(fit, frame, assignments), new_town=new_groups)
-    weights = _weights(fit, frame)
-    size = len(frame)
-    return [draws[:, i * size:(i + 1) * size] @ weights / weights.sum() for i in range(len(assignments))]
+    copies = _counterfactual_copies(fit, frame, assignments)
+    idata = new_town_posterior(fit) if new_groups else fit.idata
+    groups = np.repeat(np.arange(len(assignments)), len(frame))
+    weights = np.tile(_weights(fit, frame), len(assignments))
+    means = _outcome_scale(fit, mean_expected_response(fit, idata, copies, groups, weights, random_seed=_seed(fit)))
+    draws = means.stack(sample=("chain", "draw")).transpose("sample", "group").to_numpy()
+    return list(draws.T)
 
 
 def standardised_mean(fit: Fit, frame: pd.DataFrame | None = None, *, new_groups: bool = False, **assign) -> np.ndarray:

@@ -24,7 +24,7 @@ class Ordinal(Family):
         return pd.Categorical(values.astype(int), categories=levels, ordered=True)
 
     def expected_outcome(self, values, categories: np.ndarray | None):
-        category_dim = [d for d in values.dims if d not in ("chain", "draw", "__obs__")][0]
+        category_dim = [d for d in values.dims if d not in ("chain", "draw", "__obs__", "group")][0]
         weights = values[category_dim].copy(data=np.asarray(categories, dtype=float))
         return (values * weights).sum(category_dim)
 

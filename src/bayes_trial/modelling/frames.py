@@ -54,7 +54,9 @@ def with_nested_columns(formula: str, data: pd.DataFrame) -> tuple[str, pd.DataF
     data = data.copy()
     for factor in factors:
         parts = [p.strip() for p in factor.split(":")]
-        data[factor] = data[parts].astype(str).agg(":".join, axis=1).astype(object)
+        # Vectorised: a row-wise join took 8 s for 50,000 rows.
+        pieces = [data[p].astype(str) for p in parts]
+        data[factor] = pieces[0].str.cat(pieces[1:], sep=":").astype(object)
         formula = re.sub(r"\|\s*" + re.escape(factor) + r"\s*\)", f"|`{factor}`)", formula)
     return formula, data
 

@@ -74,14 +74,16 @@ def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
     return model
 
 
-def pymc_priors(model: bmb.Model, spec: ModelSpec | None = None) -> pd.DataFrame:
+def pymc_priors(model, spec: ModelSpec | None = None) -> pd.DataFrame:
     """Every prior as it stands in the PyMC graph, one row per term (defaults included).
 
-    Read from the built PyMC model rather than from Bambi's own records, so that a prior that
-    the modelling library dropped or changed shows up as what it really is.
+    Read from the built PyMC model (`model`: a built Bambi model, or PyMC models in a list) rather
+    than from Bambi's own records, so that a prior that the modelling library dropped or changed
+    shows up as what it really is.
     """
     rows = []
-    for rv in model.backend.model.free_RVs:
+    pymc_models = model if isinstance(model, list) else [model.backend.model]
+    for rv in [rv for pymc_model in pymc_models for rv in pymc_model.free_RVs]:
         if rv.name.endswith("_offset"):
             continue
         op = rv.owner.op

@@ -58,6 +58,8 @@ PARTICIPANT_SD = "participant_sd"  # the marginal Bambi model's name for `1|part
 PRIOR_PREFIX = "bayes_trial_prior"
 _PARTICIPANT_TERM_RE = re.compile(r"\(\s*1\s*\|\s*participant_id\s*\)")
 CACHE_SIZE = 8
+# Pointwise log-likelihoods (rows x draws) above this many values are recomputed when needed, not stored.
+LOG_LIK_STORE_CELLS = 50_000_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +185,31 @@ def build_other_terms(spec, prepared: PreparedData) -> OtherTerms:
     check_prior_for_term(PARTICIPANT_TERM, stated, where=f"model {spec.name!r}")
     sd_prior = bmb.Prior(stated.dist, **stated.params)
     return OtherTerms(reduced, sd_prior, reduced.noncentered)
+
+
+def participant_sd_model(other: OtherTerms):
+    """A PyMC model holding only the participant SD prior, its variable named as in the full model."""
+    import pymc as pm
+
+    with pm.Model() as model:
+        getattr(pm, other.sd_prior.name)(PARTICIPANT_SIGMA, **other.sd_prior.args)
+    return model
+
+
+def model_for_priors(spec, prepared: PreparedData) -> bmb.Model | OtherTerms:
+    """What holds every prior of `spec` on `prepared` without building a persons-sized term.
+
+    Where the participant intercepts can be integrated out (`can_marginalise`), the other terms and
+    the participant SD prior (`build_other_terms`); else the full Bambi model.
+    """
+    return build_other_terms(spec, prepared) if can_marginalise(prepared) else bambi_build.build(spec, prepared)
+
+
+def prior_models(model: bmb.Model | OtherTerms) -> list:
+    """The PyMC models whose free variables together carry every prior of `model_for_priors`' result."""
+    if isinstance(model, OtherTerms):
+        return [model.model.backend.model, participant_sd_model(model)]
+    return [model.backend.model]
 
 
 def _other_terms(model) -> OtherTerms:
@@ -460,13 +487,15 @@ def _stacked_coefficients(posterior: xr.Dataset, stats: ParticipantStatistics) -
 
 
 def complete_posterior(raw: az.InferenceData, full: bmb.Model | OtherTerms, stats: ParticipantStatistics, seed: int,
-                       collapsed: bool, *, offsets: bool = True, chunk: int = 25) -> az.InferenceData:
+                       collapsed: bool, *, offsets: bool = True, chunk: int = 25, dtype=np.float64) -> az.InferenceData:
     """The full model's posterior from a marginal or collapsed run, by exact conditional draws.
 
     Given the sampled parameters, the coefficients (collapsed runs) and then each participant's intercept
     are normal; the intercept has precision 1/tau^2 + n/sigma^2 and mean (residual sum / sigma^2) / precision.
     Group effects get their `_offset` (effect / SD) when the full model is non-centred and `offsets` is
     true (`fit` drops them, so it does not ask: for many persons they would double the memory).
+    The participant intercepts are stored as `dtype`: `fit` asks for float32 (persons x draws is the
+    largest array of the posterior; 7 digits are far beyond their Monte Carlo error).
     """
     other = _other_terms(full)
     rng = np.random.default_rng([seed, 0x1EAF])
@@ -476,7 +505,7 @@ def complete_posterior(raw: az.InferenceData, full: bmb.Model | OtherTerms, stat
     theta = _coefficient_draws(posterior, other.model, stats, rng) if collapsed else _stacked_coefficients(posterior, stats)
     residual_var = posterior["sigma"].to_numpy()[..., None] ** 2
     person_sd = posterior[PARTICIPANT_SIGMA].to_numpy()[..., None]
-    intercepts = np.empty((n_chains, n_draws, len(stats.levels)))
+    intercepts = np.empty((n_chains, n_draws, len(stats.levels)), dtype=dtype)
     # A few draws at a time keeps the temporaries small beside the result; the random stream is the
     # same as one draw of the whole array.
     for chain in range(n_chains):
@@ -503,6 +532,23 @@ def complete_posterior(raw: az.InferenceData, full: bmb.Model | OtherTerms, stat
     if "warmup_sample_stats" in raw.groups():
         groups["warmup_sample_stats"] = raw.warmup_sample_stats
     return az.InferenceData(**groups)
+
+
+def stores_log_likelihood(rows: int, draws: int) -> bool:
+    """Whether a fast-path fit stores its pointwise log-likelihood: rows x draws up to LOG_LIK_STORE_CELLS.
+
+    Beyond that (e.g. 240,000 rows x 1,000 draws: 0.96 GB in single precision) it is recomputed from the
+    stored posterior when LOO or power-scaling needs it (`log_likelihood_group`): it is a function of
+    the coefficients, participant intercepts and sigma, all stored.
+    """
+    return rows * draws <= LOG_LIK_STORE_CELLS
+
+
+def log_likelihood_group(posterior: xr.Dataset, stats: ParticipantStatistics, prepared: PreparedData) -> xr.Dataset:
+    """The `log_likelihood` group of a fast-path fit: `log_likelihood` of the response, dims chain, draw, __obs__."""
+    values = log_likelihood(posterior, stats, prepared.data[prepared.response].to_numpy(dtype=float))
+    return xr.Dataset({prepared.response: (("chain", "draw", "__obs__"), values)},
+                      coords={"chain": posterior["chain"], "draw": posterior["draw"]})
 
 
 def log_likelihood(posterior: xr.Dataset, stats: ParticipantStatistics, observed: np.ndarray,
@@ -716,14 +762,13 @@ def sample_nutpie(full: bmb.Model | OtherTerms, prepared: PreparedData, settings
     sampling_seconds = time.perf_counter() - started
     if stats is not None:
         started = time.perf_counter()
-        raw = complete_posterior(raw, full, stats, settings["seed"], collapsed, offsets=not for_storage)
-        if for_storage:
-            values = log_likelihood(raw.posterior, stats, prepared.data[prepared.response].to_numpy(dtype=float))
-            raw.add_groups(log_likelihood=xr.Dataset(
-                {prepared.response: (("chain", "draw", "__obs__"), values)},
-                coords={"chain": raw.posterior["chain"], "draw": raw.posterior["draw"]}))
+        raw = complete_posterior(raw, full, stats, settings["seed"], collapsed, offsets=not for_storage,
+                                 dtype=np.float32 if for_storage else np.float64)
+        stored = for_storage and stores_log_likelihood(len(prepared.data), settings["chains"] * settings["draws"])
+        if stored:
+            raw.add_groups(log_likelihood=log_likelihood_group(raw.posterior, stats, prepared))
         say(f"  participant intercepts{' and coefficients' if collapsed else ''} drawn"
-            f"{', log-likelihood computed' if for_storage else ''} in {time.perf_counter() - started:.1f} s", progress)
+            f"{', log-likelihood computed' if stored else ''} in {time.perf_counter() - started:.1f} s", progress)
     raw.sample_stats.attrs.update(compile_seconds=round(compile_seconds, 3), compile_cached=int(hit),
                                   sampling_seconds=round(sampling_seconds, 3))
     return raw

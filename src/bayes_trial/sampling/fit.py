@@ -76,19 +76,35 @@ class Fit:
         return bambi_build.build(self.used_spec, self.prepared)
 
     @cached_property
+    def other_terms(self):
+        """`fastpaths.OtherTerms` (the model without `(1|participant_id)` and that term's SD prior)
+        where the participant intercepts can be integrated out, else None."""
+        from bayes_trial.sampling.fastpaths import build_other_terms, can_marginalise
+
+        return build_other_terms(self.used_spec, self.prepared) if can_marginalise(self.prepared) else None
+
+    @cached_property
     def mean_model(self):
         """The Bambi model that `expected_response` predicts with.
 
-        For a Gaussian model whose participant intercepts the fast path integrated out, the model
+        For a Gaussian model whose participant intercepts the fast path can integrate out, the model
         of the other terms: Bambi builds `(1|participant_id)` from dense rows x persons and
         persons x persons matrices (47 GiB for 80,000 persons), and the intercepts' draws are in
         the posterior anyway. Otherwise the full model.
         """
-        from bayes_trial.sampling.fastpaths import PARTICIPANT_TERM, build_other_terms, can_marginalise
+        from bayes_trial.sampling.fastpaths import PARTICIPANT_TERM
 
-        if can_marginalise(self.prepared) and PARTICIPANT_TERM in self.idata.posterior:
-            return build_other_terms(self.used_spec, self.prepared).model
+        if self.other_terms is not None and PARTICIPANT_TERM in self.idata.posterior:
+            return self.other_terms.model
         return self.model
+
+    @cached_property
+    def prior_models(self) -> list:
+        """PyMC models that together carry every prior of the fit, without a persons-sized term
+        where the participant intercepts can be integrated out (`fastpaths.prior_models`)."""
+        from bayes_trial.sampling.fastpaths import prior_models
+
+        return prior_models(self.other_terms if self.other_terms is not None else self.model)
 
     @property
     def data(self) -> pd.DataFrame:
@@ -129,8 +145,69 @@ def expected_response(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, *,
     xarray.DataArray
         Dims chain, draw, ``__obs__`` (and a category dim for ordinal models).
     """
-    from bayes_trial.sampling.fastpaths import PARTICIPANT, PARTICIPANT_DIM, PARTICIPANT_TERM
+    from bayes_trial.sampling.fastpaths import PARTICIPANT, PARTICIPANT_DIM
 
+    model, _, predicted, row_pattern = _pattern_predictions(fit, idata, data, random_seed)
+    values = predicted.isel(__obs__=xr.DataArray(row_pattern, dims="__obs__"))
+    values = values.assign_coords(__obs__=np.arange(len(data)))
+    intercepts = _added_intercepts(fit, idata, model)
+    if intercepts is not None:
+        persons = xr.DataArray(data[PARTICIPANT].astype(str).to_numpy(), dims="__obs__")
+        values = values + intercepts.sel({PARTICIPANT_DIM: persons}).drop_vars(PARTICIPANT_DIM).assign_coords(
+            __obs__=values["__obs__"])
+    return values
+
+
+def mean_expected_response(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, groups: np.ndarray,
+                           weights: np.ndarray, *, random_seed: int | None = None) -> xr.DataArray:
+    """Draws of the weighted mean of `expected_response` over the rows of each group.
+
+    The same numbers as averaging `expected_response` (up to float rounding), without its rows x draws
+    array: a row's mean is its formula pattern's prediction plus (on the fast Gaussian path) its
+    participant's intercept, so each group's mean is a weighted sum over patterns and over persons.
+    For 4 counterfactual copies of 100,000 persons and 4,000 draws that array alone was 12.8 GB.
+
+    Parameters
+    ----------
+    fit, idata, data, random_seed
+        As for `expected_response`.
+    groups
+        Each row's group, integers 0 to G - 1 (every group with rows).
+    weights
+        Each row's weight in its group's mean.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims chain, draw, ``group`` (and a category dim for ordinal models).
+    """
+    from bayes_trial.sampling.fastpaths import PARTICIPANT, PARTICIPANT_DIM
+
+    model, _, predicted, row_pattern = _pattern_predictions(fit, idata, data, random_seed)
+    groups = np.asarray(groups, dtype=int)
+    n_groups = int(groups.max()) + 1
+    totals = np.bincount(groups, weights=weights, minlength=n_groups)
+    mixing = _group_matrix(groups, row_pattern, weights, n_groups, predicted.sizes["__obs__"]) / totals[:, None]
+    values = xr.dot(predicted.drop_vars("__obs__", errors="ignore"), xr.DataArray(mixing, dims=("group", "__obs__")),
+                    dim="__obs__")
+    intercepts = _added_intercepts(fit, idata, model)
+    if intercepts is not None:
+        levels = pd.Index(intercepts[PARTICIPANT_DIM].to_numpy())
+        codes = levels.get_indexer(data[PARTICIPANT].astype(str).to_numpy())
+        persons = _group_matrix(groups, codes, weights, n_groups, len(levels)) / totals[:, None]
+        values = values + xr.dot(intercepts.drop_vars(PARTICIPANT_DIM),
+                                 xr.DataArray(persons, dims=("group", PARTICIPANT_DIM)), dim=PARTICIPANT_DIM)
+    return values.transpose("chain", "draw", "group", ...)
+
+
+def _group_matrix(groups: np.ndarray, columns: np.ndarray, weights: np.ndarray, n_groups: int, n_columns: int) -> np.ndarray:
+    """Summed weights of the rows of each (group, column) pair, as a dense n_groups x n_columns matrix."""
+    flat = np.bincount(groups * n_columns + columns, weights=weights, minlength=n_groups * n_columns)
+    return flat.reshape(n_groups, n_columns)
+
+
+def _pattern_predictions(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, random_seed: int | None):
+    """The mean model, its parent parameter, its draws for each distinct formula pattern of `data`, each row's pattern."""
     model = fit.mean_model
     parent = model.family.likelihood.parent
     # A row's prediction depends only on the columns its formula names, and counterfactual copies of
@@ -141,14 +218,39 @@ def expected_response(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, *,
         np.zeros(len(data), dtype=int))
     _, first, row_pattern = np.unique(pattern, return_index=True, return_inverse=True)
     patterns = data.iloc[first].reset_index(drop=True)
-    predicted = model.predict(idata, kind="response_params", data=patterns, inplace=False, random_seed=random_seed)
-    values = predicted.posterior[parent].isel(__obs__=xr.DataArray(row_pattern, dims="__obs__"))
-    values = values.assign_coords(__obs__=np.arange(len(data)))
-    if PARTICIPANT_TERM in idata.posterior and PARTICIPANT_TERM not in model.components[parent].terms:
-        persons = xr.DataArray(data[PARTICIPANT].astype(str).to_numpy(), dims="__obs__")
-        intercepts = idata.posterior[PARTICIPANT_TERM].sel({PARTICIPANT_DIM: persons}).drop_vars(PARTICIPANT_DIM)
-        values = values + intercepts.assign_coords(__obs__=values["__obs__"])
-    return values
+    # Bambi's predict deep-copies what it is given: the posterior alone, without the participant
+    # intercepts that the mean model leaves out (1.6 GB for 100,000 persons x 4,000 draws).
+    intercepts = _added_intercepts(fit, idata, model)
+    posterior = idata.posterior if intercepts is None else idata.posterior.drop_vars(intercepts.name)
+    predicted = model.predict(az.InferenceData(posterior=posterior), kind="response_params", data=patterns,
+                              inplace=False, random_seed=random_seed)
+    return model, parent, predicted.posterior[parent], row_pattern
+
+
+def _added_intercepts(fit: Fit, idata: az.InferenceData, model) -> xr.DataArray | None:
+    """The posterior's participant intercepts when `model` (the mean model) leaves them out, else None."""
+    from bayes_trial.sampling.fastpaths import PARTICIPANT_TERM
+
+    if PARTICIPANT_TERM in idata.posterior and PARTICIPANT_TERM not in model.components[model.family.likelihood.parent].terms:
+        return idata.posterior[PARTICIPANT_TERM]
+    return None
+
+
+def storage_note(fit: Fit) -> str | None:
+    """What a fast-path fit stores of its largest arrays, in words (None for other fits)."""
+    from bayes_trial.sampling.fastpaths import PARTICIPANT_DIM, PARTICIPANT_TERM
+
+    posterior = fit.idata.posterior
+    if fit.other_terms is None or PARTICIPANT_TERM not in posterior:
+        return None
+    draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    intercepts = posterior[PARTICIPANT_TERM]
+    note = (f"stored: participant intercepts as {intercepts.dtype} ({posterior.sizes[PARTICIPANT_DIM]:,} persons x "
+            f"{draws:,} draws, {intercepts.nbytes / 1e9:.2f} GB)")
+    if "log_likelihood" in fit.idata.groups():
+        return note + f"; pointwise log-likelihood as float32 ({len(fit.data):,} rows x {draws:,} draws)"
+    return note + (f"; pointwise log-likelihood not stored ({len(fit.data):,} rows x {draws:,} draws would be "
+                   f"{len(fit.data) * draws * 4 / 1e9:.2f} GB): compare, ppc and diagnose --sensitivity recompute it")
 
 
 def package_versions() -> dict[str, str]:
@@ -189,7 +291,7 @@ def _tidy(idata: az.InferenceData, bmb_model, prepared: model_mod.PreparedData) 
     pymc_model = (bmb_model.model if isinstance(bmb_model, OtherTerms) else bmb_model).backend.model
     for group in [g for g in idata.groups() if g.startswith("warmup")]:
         delattr(idata, group)
-    if "log_likelihood" not in idata.groups():  # the fast path brings its own
+    if "log_likelihood" not in idata.groups() and not isinstance(bmb_model, OtherTerms):  # the fast path brings its own
         pm.compute_log_likelihood(idata, model=pymc_model, extend_inferencedata=True, progressbar=False)
     drop = [name for name, values in idata.posterior.data_vars.items()
             if name.endswith(("_offset", "__")) or "__obs__" in values.dims]
@@ -199,11 +301,26 @@ def _tidy(idata: az.InferenceData, bmb_model, prepared: model_mod.PreparedData) 
         {name: (("__obs__",), np.asarray(value.data if hasattr(value, "data") else value.eval()).reshape(len(prepared.data), -1)[:, 0])
          for name, value in observed.items()}
     )
-    log_lik = idata.log_likelihood.rename({d: "__obs__" for d in idata.log_likelihood.dims if d not in ("chain", "draw")})
-    return az.InferenceData(
-        posterior=posterior, sample_stats=idata.sample_stats, log_likelihood=log_lik,
-        observed_data=obs_data, constant_data=_data_to_dataset(prepared.data),
-    )
+    groups = {"posterior": posterior, "sample_stats": idata.sample_stats, "observed_data": obs_data,
+              "constant_data": _data_to_dataset(prepared.data)}
+    if "log_likelihood" in idata.groups():  # else a large fast-path fit: `with_log_likelihood` recomputes it
+        groups["log_likelihood"] = idata.log_likelihood.rename(
+            {d: "__obs__" for d in idata.log_likelihood.dims if d not in ("chain", "draw")})
+    return az.InferenceData(**groups)
+
+
+def with_log_likelihood(fit: Fit) -> az.InferenceData:
+    """The fit's InferenceData with its pointwise log-likelihood (for LOO and power-scaling).
+
+    Fast-path fits of many rows do not store it (`fastpaths.stores_log_likelihood`); it is then
+    recomputed from the stored posterior and data (the same numbers) and kept on the fit.
+    """
+    if "log_likelihood" not in fit.idata.groups() and fit.other_terms is not None:
+        from bayes_trial.sampling.fastpaths import log_likelihood_group, participant_statistics
+
+        stats = participant_statistics(fit.prepared, fit.other_terms)
+        fit.idata.add_groups(log_likelihood=log_likelihood_group(fit.idata.posterior, stats, fit.prepared))
+    return fit.idata
 
 
 def _data_to_dataset(frame: pd.DataFrame) -> xr.Dataset:
