@@ -156,7 +156,8 @@ def load_average() -> str:
 
 def table(results: list[dict]) -> list[str]:
     lines = ["| path | persons | rows | persons with 1 / 2 / 3 waves | fit (s) | of which sampling (s) | save (s) | "
-             "peak RSS: fit / with save / with workers (GiB) | CPU (s) | fit file (MB) | min bulk ESS | max R-hat | divergences | arm effects (mean) |",
+             "peak RSS: fit / with save / with workers (GiB) | CPU (s) | fit file (MB) | min bulk ESS | max R-hat | divergences | "
+             "arm effects (mean) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         label = "ours" if r["path"] == "ours" else "plain Bambi"
@@ -165,7 +166,8 @@ def table(results: list[dict]) -> list[str]:
             continue
         waves = " / ".join(f"{r['waves_per_person'].get(str(k), r['waves_per_person'].get(k, 0)):,}" for k in (1, 2, 3))
         lines.append(f"| {label} | {r['persons']:,} | {r['rows']:,} | {waves} | {r['fit_s']:.1f} | {r['sampling_s']:.1f} | "
-                     f"{r['save_s']:.1f} | {r['fit_peak_rss_gb']:.2f} / {r['peak_rss_gb']:.2f} / {r['tree_peak_rss_gb']:.2f} | {r['cpu_s']:.0f} | {r['file_mb']:.0f} | {r['min_ess']:.0f} | "
+                     f"{r['save_s']:.1f} | {r['fit_peak_rss_gb']:.2f} / {r['peak_rss_gb']:.2f} / {r['tree_peak_rss_gb']:.2f} | "
+                     f"{r['cpu_s']:.0f} | {r['file_mb']:.0f} | {r['min_ess']:.0f} | "
                      f"{r['max_rhat']:.3f} | {r['divergences']} | {', '.join(f'{x:.2f}' for x in r['arm_mean'])} |")
     return lines
 
@@ -215,7 +217,8 @@ def section(results: list[dict], minutes: float, loads: list[str]) -> str:
              f"seed {SETTINGS['seed']}. One child process per fit; *fit*: `bayes_trial.sample` (model build, sampling, "
              f"participant intercepts, log-likelihood); *save*: `bayes_trial.save`; peak RSS: the child's maximum "
              f"resident set after the fit and after saving, and its process tree's (PyMC's sampler workers "
-             f"included) polled every 0.1 s; imports and simulation included; CPU: child and workers. *ours*: the default path; *plain Bambi*: the same "
+             f"included) polled every 0.1 s; imports and simulation included; CPU: child and workers. "
+             f"*ours*: the default path; *plain Bambi*: the same "
              f"spec with `sampler=\"pymc\"` (Bambi's full model, `pm.sample`).", "",
              *table(results), "", "Goal:", "", goal_line(results), *scaling_lines(results), "", *READING, "", END]
     return "\n".join(lines)

@@ -42,6 +42,7 @@ TARGET_ESS = 400
 
 @dataclasses.dataclass(frozen=True)
 class Case:
+    """One benchmark case: a design scaled to a size, a spec, and the data it makes."""
     name: str
     design: str
     spec: str
@@ -351,7 +352,8 @@ def goals(results: list[dict], cache: list[dict]) -> list[str]:
         reached = median(cold) >= 10 and divergences == 0 and default_ess >= max(TARGET_ESS, baseline_ess)
         out.append(f"- survey model >= 10x faster than plain Bambi + PyMC, equal or better min ESS, zero divergences: "
                    f"**{'reached' if reached else 'not reached'}**: {median(cold):.1f}x to ESS 400 including the first "
-                   f"compile, {median(warm):.1f}x without it (a refit of the same structure); {divergences} divergences in {len(res['default'])} default runs; min bulk ESS {default_ess:.0f} "
+                   f"compile, {median(warm):.1f}x without it (a refit of the same structure); "
+                   f"{divergences} divergences in {len(res['default'])} default runs; min bulk ESS {default_ess:.0f} "
                    f"(lowest default run of {res['default_draws']} draws) against a baseline "
                    f"median of {baseline_ess:.0f}.")
     for small, large in (("outflow", "outflow_10x"), ("survey", "survey_10x")):

@@ -4,7 +4,8 @@ For each size, `sims` trials are simulated from the design with `n_per_arm` part
 (spread over the design's towns in their proportions), each is fitted with the normal fit path,
 and the trial "succeeds" when the posterior probability of the target (an arm contrast on the
 outcome scale, read exactly as `bayes-trial query` reads it: ``"intensive - control > 0"``,
-``"intensive - control > 2pp"`` for outflow, score points for scales) reaches the threshold. With ``effect_sd = 0`` this is the power at the design's assumed effects; with
+``"intensive - control > 2pp"`` for outflow, score points for scales) reaches the threshold.
+With ``effect_sd = 0`` this is the power at the design's assumed effects; with
 ``effect_sd > 0`` every simulated trial first draws its true arm effects around the design's
 (normal, link scale), and the success rate is the assurance under that design prior.
 Fits run on :func:`bayes_trial.batch.run_batch`, so a run resumes and can use a Dask cluster.

@@ -140,6 +140,7 @@ def loo_table(fits: dict[str, Fit]) -> tuple[pd.DataFrame, list[str]]:
 
 
 def towns(fit: Fit) -> list[str]:
+    """The towns (municipalities) of the fit's data, in order of appearance."""
     return sorted(fit.data[TOWN].astype(str).unique()) if TOWN in fit.data else []
 
 

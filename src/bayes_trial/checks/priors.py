@@ -151,6 +151,7 @@ def prior_table(spec: ModelSpec, frame: pd.DataFrame | None = None) -> pd.DataFr
 
 
 def format_prior_table(table: pd.DataFrame) -> str:
+    """The table of `prior_table` as plain text for the terminal."""
     shown = table[["term", "applies_to", "prior", "set_by"]]
     shown = shown.rename(columns={"applies_to": "applies to", "set_by": "set by"})
     text = shown.to_string(index=False)

@@ -94,6 +94,7 @@ def print_missing(fit) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """`bayes-trial simulate`: write a simulated trial (survey, register, truth) from a design."""
     from bayes_trial.simulation.generate import load_design, simulate, write_simulation
 
     design = load_design(args.design)
@@ -107,6 +108,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def print_estimands(fit) -> None:
+    """Print a fit's answers: arm and wave effects and variance components, or its outflow curves."""
     from bayes_trial.estimands import query
 
     print(f"\n{fit.spec.name}: {fit.spec.description or fit.spec.outcome}")
@@ -193,6 +195,7 @@ def _answer_wave_line(fit, args: argparse.Namespace, table) -> str | None:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
+    """`bayes-trial query`: the posterior probability of a hypothesis, per wave, month or town."""
     from bayes_trial.checks import diagnose
     from bayes_trial.estimands import query
     from bayes_trial.sampling.fit import load
@@ -297,6 +300,7 @@ def _query_hazard(fit, args: argparse.Namespace, diagnosis) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
+    """`bayes-trial diagnose`: the convergence verdict of a stored fit (exit 1 on FAIL)."""
     from bayes_trial.checks import diagnose
     from bayes_trial.sampling.fit import load
 
@@ -313,6 +317,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def cmd_ppc(args: argparse.Namespace) -> int:
+    """`bayes-trial ppc`: posterior predictive checks of a stored fit, with figures."""
     from bayes_trial.checks import ppc
     from bayes_trial.sampling.fit import load
 
@@ -339,6 +344,7 @@ def _spec_with_priors(args: argparse.Namespace):
 
 
 def cmd_priors(args: argparse.Namespace) -> int:
+    """`bayes-trial priors`: the priors of a spec, resolved on data when given."""
     from bayes_trial.checks.priors import format_prior_table, prior_table
 
     spec = _spec_with_priors(args)
@@ -368,6 +374,7 @@ def cmd_prior_check(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """`bayes-trial compare`: LOO (or leave-one-town-out) comparison of stored fits."""
     from bayes_trial.checks.compare import compare, format_comparison, load_fits, plot_compare
 
     if len(args.fits) < 2:
@@ -389,6 +396,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
+    """`bayes-trial pool`: partial pooling of published town estimates or counts."""
     from bayes_trial.data.contract import read_table
     from bayes_trial.aggregate.pooling import format_pooling_summary, plot_forest, pool, pool_counts, pooling_summary
 
@@ -410,6 +418,7 @@ def cmd_pool(args: argparse.Namespace) -> int:
 
 
 def cmd_published_oss(args: argparse.Namespace) -> int:
+    """`bayes-trial published-oss`: the analysis of the printed Oss numbers."""
     from bayes_trial.aggregate.published import format_analysis, published_oss_analysis
 
     result = published_oss_analysis(args.out, seed=args.seed)
@@ -422,6 +431,7 @@ def cmd_published_oss(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """`bayes-trial report`: the report of stored fits, one section per file."""
     from bayes_trial.sampling.fit import load
     from bayes_trial.report.document import report
 
@@ -435,6 +445,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """`bayes-trial run`: a workflow file end to end."""
     from bayes_trial.data.contract import parse_column_mapping
     from bayes_trial.workflow.runner import load_workflow, run
 
@@ -459,6 +470,7 @@ def _batch_settings(args: argparse.Namespace) -> dict:
 
 
 def cmd_sbc(args: argparse.Namespace) -> int:
+    """`bayes-trial sbc`: simulation-based calibration of a spec on the batch engine."""
     from bayes_trial.batch.validate import sbc
 
     result = sbc(args.spec, args.design, sims=args.sims, out=args.out, seed=args.seed, refit=args.refit,
@@ -470,6 +482,7 @@ def cmd_sbc(args: argparse.Namespace) -> int:
 
 
 def cmd_recovery(args: argparse.Namespace) -> int:
+    """`bayes-trial recovery`: recovery of known values over simulated trials."""
     from bayes_trial.batch.validate import recovery
 
     result = recovery(args.spec, args.design, sims=args.sims, out=args.out, seed=args.seed,
@@ -483,6 +496,7 @@ def cmd_recovery(args: argparse.Namespace) -> int:
 
 
 def cmd_power(args: argparse.Namespace) -> int:
+    """`bayes-trial power`: the share of simulated trials whose answer reaches the threshold."""
     from bayes_trial.batch.power import power
 
     try:
@@ -518,6 +532,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every `bayes-trial` command."""
     parser = ArgumentParser(
         prog="bayes-trial",
         description="Bayesian hierarchical models for multi-site randomised social-policy trials.",
@@ -674,6 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; bad input is one line on stderr and exit code 2, never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -44,6 +44,7 @@ def population(fit: Fit) -> pd.DataFrame:
 
 
 def arm_names(fit: Fit) -> list[str]:
+    """The fit's arms, control first."""
     return list(fit.data["arm"].cat.categories)
 
 

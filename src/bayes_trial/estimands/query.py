@@ -208,10 +208,12 @@ def scale_factor(fit: Fit) -> float:
 
 
 def arms(fit: Fit) -> list[str]:
+    """The fit's arms, control first."""
     return list(fit.data["arm"].cat.categories)
 
 
 def waves(fit: Fit) -> list[int]:
+    """The fit's survey waves (empty for register outcomes)."""
     return list(fit.data["wave"].cat.categories) if "wave" in fit.data else []
 
 

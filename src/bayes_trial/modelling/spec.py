@@ -76,6 +76,7 @@ def _number_text(value: float) -> str:
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """A model specification (`models/*.toml`): outcome, table, formula, family, priors and sampler settings."""
     name: str
     outcome: str
     table: str
@@ -293,6 +294,7 @@ def load_spec(name_or_path: str | Path) -> ModelSpec:
 
 
 def spec_from_json(text: str) -> ModelSpec:
+    """The spec stored in a fit file (JSON), validated as a spec file would be."""
     return spec_from_dict(json.loads(text), where="stored spec")
 
 

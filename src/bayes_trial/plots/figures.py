@@ -25,6 +25,7 @@ ARM_COLOURS = ("#4d4d4d", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e")
 
 
 def arm_colours(arm_names: list[str]) -> dict[str, str]:
+    """One colour per arm (control grey), the same in every figure."""
     return {arm: ARM_COLOURS[i % len(ARM_COLOURS)] for i, arm in enumerate(arm_names)}
 
 
@@ -131,6 +132,7 @@ def _kde(draws: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 
 def consultant_term(fit: Fit) -> str | None:
+    """The fit's consultant group term (`1|municipality:consultant_id`), if it has one."""
     terms = [v for v in fit.idata.posterior.data_vars if "consultant" in v and "|" in v and not v.endswith("_sigma")]
     return terms[0] if terms else None
 

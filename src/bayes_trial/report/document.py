@@ -34,6 +34,7 @@ from bayes_trial.sampling.fit import Fit
 
 @dataclass
 class Block:
+    """One piece of a report (heading, paragraph, table, figure, verdict), rendered to Markdown and HTML."""
     kind: str  # "h1" | "h2" | "h3" | "p" | "table" | "figure" | "verdict" | "pre"
     text: str = ""
     table: pd.DataFrame | None = None
@@ -43,6 +44,7 @@ class Block:
 
 
 def check_min_cell(min_cell: int) -> int:
+    """`min_cell` itself, or a `SpecError` when it is below the disclosure floor."""
     if min_cell < query.MIN_CELL_FLOOR:
         raise SpecError(f"min_cell {min_cell} is below the disclosure floor of {query.MIN_CELL_FLOOR} persons")
     return min_cell
@@ -267,6 +269,7 @@ def _md_table(table: pd.DataFrame) -> str:
 
 
 def render_markdown(blocks: list[Block], relative_to: Path) -> str:
+    """The report as Markdown, figure paths relative to `relative_to`."""
     out = []
     for block in blocks:
         if block.kind in ("h1", "h2", "h3"):
@@ -299,6 +302,7 @@ pre{background:#f7f7f7;padding:.6em;overflow-x:auto;font-size:.85em}
 
 
 def render_html(blocks: list[Block]) -> str:
+    """The report as one self-contained HTML page (figures embedded)."""
     title = next((b.text for b in blocks if b.kind == "h1"), "bayes-trial report")
     out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{_CSS}</style></head><body>"]

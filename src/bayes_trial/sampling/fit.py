@@ -254,6 +254,7 @@ def storage_note(fit: Fit) -> str | None:
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of the packages a fit depends on, stored with every fit."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -351,6 +352,7 @@ def sample(spec: ModelSpec, frame: pd.DataFrame, *, progress: bool = True, **sam
 
 
 def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_hash: str, progress: bool = True) -> Fit:
+    """Sample `spec` on model-ready rows (`modelling.frames.prepare`); see `sample`."""
     from bayes_trial.sampling.fastpaths import OtherTerms
 
     for note in prepared.notes:

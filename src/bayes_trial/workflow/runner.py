@@ -62,6 +62,7 @@ QUERY_KEYS = {"model", "expression", "by", "wave", "municipality", "rope"}
 
 @dataclass
 class Workflow:
+    """A parsed workflow file: data, models, queries and report settings."""
     name: str
     title: str
     out: Path
