@@ -23,10 +23,10 @@ from bayes_trial.data.contract import (
     data_hash,
     load_register,
     load_survey,
-    read_table,
     validate_register,
     validate_survey,
 )
+from bayes_trial.data.readers import read_table
 from bayes_trial.core.errors import DataError, SpecError
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -593,11 +593,8 @@ def test_prefix_of_valid_file_never_crashes(tmp_path, df, data):
 # column mapping, Dutch names, control arm, missing outcomes (issue 14, items 9, 10, 12)
 # --------------------------------------------------------------------------------------------
 
-from bayes_trial.data.contract import (  # noqa: E402
-    check_column_mapping,
-    missing_outcome_counts,
-    parse_column_mapping,
-)
+from bayes_trial.data.columns import check_column_mapping, parse_column_mapping  # noqa: E402
+from bayes_trial.data.contract import missing_outcome_counts  # noqa: E402
 
 DUTCH = {"participant_id": "klantnummer", "municipality": "gemeente", "arm": "groep",
          "consultant_id": "consulent", "wave": "meting", "wellbeing": "welzijn"}

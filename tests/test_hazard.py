@@ -26,7 +26,7 @@ from bayes_trial.core.errors import DataError, SpecError
 from bayes_trial.plots.figures import save_figure
 from bayes_trial.sampling.fit import sample_prepared
 from bayes_trial.modelling.frames import TRIALS, prepare
-from bayes_trial.simulation.generate import validate_design
+from bayes_trial.simulation.design import validate_design
 
 BAD = Path(__file__).resolve().parent / "data" / "bad"
 ARM_EFFECTS = {"exemption": [0.1, 0.1], "intensive": [0.7, 0.0]}  # logit monthly hazard, first and last month

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from bayes_trial.data.contract import load_register, load_survey, read_table, validate_register, validate_survey
+from bayes_trial.data.contract import load_register, load_survey, validate_register, validate_survey
+from bayes_trial.data.readers import read_table
 from bayes_trial.core.errors import DataError, SpecError
 from bayes_trial.core.paths import MODELS_DIR
 from bayes_trial.modelling.spec import (

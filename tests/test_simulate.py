@@ -13,14 +13,16 @@ import pytest
 import tomli_w
 
 from bayes_trial.core.errors import SpecError
-from bayes_trial.simulation.generate import (
+from bayes_trial.simulation.design import (
     REGISTER_COLUMNS,
-    Simulation,
     bundled_designs,
     load_design,
+    validate_design,
+)
+from bayes_trial.simulation.generate import (
+    Simulation,
     read_simulation,
     simulate,
-    validate_design,
     write_simulation,
 )
 

@@ -11,7 +11,7 @@ import pytest
 import bayes_trial as bt
 from bayes_trial.modelling import frames as model_mod
 from bayes_trial.sampling import build as bambi_build
-from bayes_trial.batch import validate
+from bayes_trial.batch import recovery, sbc, simulated
 
 FAST = {"draws": 150, "tune": 200, "chains": 2}
 
@@ -30,7 +30,7 @@ def logit(p: float) -> float:
 
 
 def test_sbc_ranks_true_values_among_posterior_draws(tmp_path, scheduler):
-    result = validate.sbc("outflow", "small", sims=8, out=tmp_path, seed=2, rank_draws=19, scheduler=scheduler,
+    result = sbc.sbc("outflow", "small", sims=8, out=tmp_path, seed=2, rank_draws=19, scheduler=scheduler,
                           progress=False, **FAST)
     assert not result.failed
     assert result.ranks["sim"].nunique() == 8
@@ -44,55 +44,55 @@ def test_sbc_ranks_true_values_among_posterior_draws(tmp_path, scheduler):
     assert list(result.summary.columns[:5]) == ["parameter", "sims", "bins", "chi2", "p_value"]
     for name in ("ranks", "fits", "summary", "sbc_ecdf_png", "sbc_ecdf_svg"):
         assert result.files[name].stat().st_size > 0
-    again = validate.sbc("outflow", "small", sims=8, out=tmp_path, seed=2, rank_draws=19, scheduler=scheduler,
+    again = sbc.sbc("outflow", "small", sims=8, out=tmp_path, seed=2, rank_draws=19, scheduler=scheduler,
                          progress=False, **FAST)  # all stored: no refits, same ranks
     pd.testing.assert_frame_equal(again.ranks, result.ranks)
 
     # The same first two replications, refitted through the fit path that analyses use.
-    via_fit = validate.sbc("outflow", "small", sims=2, out=tmp_path / "fit", seed=2, rank_draws=19, refit="fit",
+    via_fit = sbc.sbc("outflow", "small", sims=2, out=tmp_path / "fit", seed=2, rank_draws=19, refit="fit",
                            scheduler=scheduler, progress=False, **FAST)
     assert not via_fit.failed
     first_two = result.ranks[result.ranks["sim"].isin(["sim00000", "sim00001"])].reset_index(drop=True)
     pd.testing.assert_series_equal(via_fit.ranks["truth"], first_two["truth"])
     with pytest.raises(bt.SpecError, match="refit"):
-        validate.sbc("outflow", "small", sims=2, out=tmp_path, refit="fast")
+        sbc.sbc("outflow", "small", sims=2, out=tmp_path, refit="fast")
 
 
 def test_prior_draws_keep_thresholds_increasing_and_extend_stably(small_sim):
     spec = bt.load_spec("trust_item")
     pymc_model = bambi_build.build(spec, model_mod.prepare(spec, small_sim.survey)).backend.model
-    draws = validate.draw_prior(pymc_model, 12, seed=5)
+    draws = sbc.draw_prior(pymc_model, 12, seed=5)
     for values, outcome in draws:
         assert np.all(np.diff(values["threshold"]) > 0)
         assert outcome.min() >= 0 and outcome.max() <= 4 and len(outcome) == len(small_sim.survey)
-    fewer = validate.draw_prior(pymc_model, 3, seed=5)
+    fewer = sbc.draw_prior(pymc_model, 3, seed=5)
     for (a, ya), (b, yb) in zip(fewer, draws):
         np.testing.assert_array_equal(ya, yb)
         np.testing.assert_array_equal(a["arm"], b["arm"])
 
 
 def test_uniformity_summary_separates_uniform_from_biased_ranks():
-    assert validate.uniformity_bins(100) == 20
-    assert validate.uniformity_bins(50) == 10
-    assert validate.uniformity_bins(8) == 2
+    assert sbc.uniformity_bins(100) == 20
+    assert sbc.uniformity_bins(50) == 10
+    assert sbc.uniformity_bins(8) == 2
     rng = np.random.default_rng(0)
     uniform = pd.DataFrame({"parameter": "a", "rank": rng.integers(0, 100, 200)})
     biased = pd.DataFrame({"parameter": "b", "rank": rng.integers(60, 100, 200)})  # truth above most draws
-    summary = validate.sbc_summary(pd.concat([uniform, biased]), rank_draws=99).set_index("parameter")
+    summary = sbc.sbc_summary(pd.concat([uniform, biased]), rank_draws=99).set_index("parameter")
     assert summary.loc["a", "p_value"] > 0.01 and summary.loc["a", "in_band"]
     assert summary.loc["b", "p_value"] < 1e-6 and not summary.loc["b", "in_band"]
 
 
 def test_true_values_line_up_with_posterior_labels(small_sim, wellbeing_fit, outflow_fit):
     posterior = wellbeing_fit.idata.posterior
-    labels = list(validate.parameter_draws(posterior, validate.population_parameters(posterior)))
-    truth = validate.true_values(wellbeing_fit.spec, small_sim.truth, labels)
+    labels = list(simulated.parameter_draws(posterior, simulated.population_parameters(posterior)))
+    truth = recovery.true_values(wellbeing_fit.spec, small_sim.truth, labels)
     assert set(truth) == set(labels)  # every population-level parameter has a known true value
     assert truth["arm[intensive]"] == 0.0 and truth["arm:wave[intensive, 1]"] == pytest.approx(0.4)
     assert truth["wave[1]"] == pytest.approx(0.3) and truth["sigma"] == 1.0
     assert truth["arm|municipality_sigma[exemption]"] == pytest.approx(0.1)
 
-    outflow = validate.true_values(outflow_fit.spec, small_sim.truth, ["Intercept", "arm[intensive]", "unknown"])
+    outflow = recovery.true_values(outflow_fit.spec, small_sim.truth, ["Intercept", "arm[intensive]", "unknown"])
     assert outflow == {"Intercept": pytest.approx(logit(0.28)), "arm[intensive]": pytest.approx(logit(0.35) - logit(0.28))}
 
 
@@ -102,9 +102,9 @@ def test_mixedlm_reference_agrees_with_the_posterior_on_fixed_effects(wellbeing_
     wide = bt.parse_prior("Normal(0, 10)")
     fit = bt.refit(wellbeing_fit, priors={"Intercept": bt.parse_prior("Normal(5, 10)"), "arm": wide, "wave": wide,
                                           "arm:wave": wide}, progress=False)
-    method, reference = validate.reference_estimates(fit.prepared, "control", fit.family)
+    method, reference = recovery.reference_estimates(fit.prepared, "control", fit.family)
     assert method == "MixedLM (REML)"
-    draws = validate.parameter_draws(fit.idata.posterior, ["Intercept", "arm", "wave", "arm:wave", "sigma",
+    draws = simulated.parameter_draws(fit.idata.posterior, ["Intercept", "arm", "wave", "arm:wave", "sigma",
                                                            "1|participant_id_sigma"])
     for label, values in draws.items():
         # Flat-ish priors and 240 people: ML and posterior mean differ by a fraction of a posterior SD.
@@ -114,7 +114,7 @@ def test_mixedlm_reference_agrees_with_the_posterior_on_fixed_effects(wellbeing_
 
 
 def test_binomial_glm_reference_is_the_pooled_log_odds_ratio(outflow_fit, small_sim):
-    method, reference = validate.reference_estimates(outflow_fit.prepared, "control", outflow_fit.family)
+    method, reference = recovery.reference_estimates(outflow_fit.prepared, "control", outflow_fit.family)
     assert method.startswith("GLM binomial")
     share = small_sim.register.groupby("arm")["outflow_work"].mean()
     assert reference["Intercept"]["estimate"] == pytest.approx(logit(share["control"]), abs=1e-6)
@@ -124,16 +124,16 @@ def test_binomial_glm_reference_is_the_pooled_log_odds_ratio(outflow_fit, small_
 
 def test_population_averaging_shrinks_log_odds_towards_zero():
     draws = {"Intercept": np.full(4, -1.0), "arm[b]": np.full(4, 0.8), "1|municipality_sigma": np.zeros(4)}
-    unchanged = validate.population_averaged(draws, "a")
+    unchanged = recovery.population_averaged(draws, "a")
     assert unchanged["arm[b]"] == pytest.approx(np.full(4, 0.8))
     draws["1|municipality:consultant_id_sigma"] = np.full(4, 1.5)
-    shrunk = validate.population_averaged(draws, "a")
-    factor = 1 / math.sqrt(1 + validate.LOGIT_ATTENUATION_C2 * 1.5**2)
+    shrunk = recovery.population_averaged(draws, "a")
+    factor = 1 / math.sqrt(1 + recovery.LOGIT_ATTENUATION_C2 * 1.5**2)
     assert shrunk["arm[b]"] == pytest.approx(np.full(4, 0.8 * factor))
 
 
 def test_recovery_records_intervals_and_reference_per_simulated_trial(tmp_path, scheduler):
-    result = validate.recovery("outflow", "small", sims=2, out=tmp_path / "outflow_small", seed=4,
+    result = recovery.recovery("outflow", "small", sims=2, out=tmp_path / "outflow_small", seed=4,
                                scheduler=scheduler, progress=False, **FAST)
     assert not result.failed
     est = result.estimates
@@ -146,24 +146,24 @@ def test_recovery_records_intervals_and_reference_per_simulated_trial(tmp_path, 
     assert {"Intercept", "arm[exemption]", "arm[intensive]"} == set(ref.index)
     assert ref["population_averaged_difference"].notna().all()
     assert (tmp_path / "outflow_small" / "coverage.csv").exists() and (tmp_path / "outflow_small" / "reference.csv").exists()
-    combined = validate.combine_recovery(tmp_path)  # every run below the folder: one table, one figure
+    combined = recovery.combine_recovery(tmp_path)  # every run below the folder: one table, one figure
     pd.testing.assert_frame_equal(pd.read_csv(combined["coverage"]), pd.read_csv(tmp_path / "outflow_small" / "coverage.csv"),
                                   rtol=1e-3, atol=1e-4)  # recomputed from estimates.csv (6 significant digits)
     assert combined["coverage_png"].stat().st_size > 0
     with pytest.raises(bt.SpecError, match="no recovery runs"):
-        validate.combine_recovery(tmp_path / "outflow_small")
+        recovery.combine_recovery(tmp_path / "outflow_small")
 
 
 def test_bad_requests_are_refused(tmp_path):
     with pytest.raises(bt.SpecError, match="sims"):
-        validate.sbc("outflow", "small", sims=0, out=tmp_path)
+        sbc.sbc("outflow", "small", sims=0, out=tmp_path)
     with pytest.raises(bt.SpecError, match="no such file and no bundled design"):
-        validate.recovery("outflow", "no_such_design", sims=1, out=tmp_path)
+        recovery.recovery("outflow", "no_such_design", sims=1, out=tmp_path)
 
 
 @pytest.mark.slow
 def test_sbc_of_the_gaussian_model_is_uniform(tmp_path):
-    result = validate.sbc("wellbeing", "small", sims=40, out=tmp_path, seed=3, rank_draws=19, progress=False,
+    result = sbc.sbc("wellbeing", "small", sims=40, out=tmp_path, seed=3, rank_draws=19, progress=False,
                           draws=300, tune=300, chains=2)
     assert not result.failed
     # 13 parameters: with calibrated ranks all p-values above 0.001 has probability about 0.99.

@@ -14,8 +14,8 @@ import argparse
 from pathlib import Path
 
 from bayes_trial.batch import power
-
-from bayes_trial.batch import validate
+from bayes_trial.batch.recovery import combine_recovery, recovery
+from bayes_trial.batch.sbc import sbc
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "validation"
 SBC_MODELS = ("wellbeing", "outflow", "trust_item", "job_applications")
@@ -27,8 +27,7 @@ RECOVERY_RUNS = (("outflow", "small", 40), ("outflow", TOWNS8, 40), ("wellbeing"
 def run_sbc(args) -> None:
     for spec in args.models or SBC_MODELS:
         folder = OUT / "sbc" / (spec if args.refit == "compiled" else f"{spec}_{args.refit}_path")
-        result = validate.sbc(spec, "small", sims=args.sims, out=folder, seed=1, refit=args.refit,
-                              scheduler=args.scheduler)
+        result = sbc(spec, "small", sims=args.sims, out=folder, seed=1, refit=args.refit, scheduler=args.scheduler)
         print(f"\nSBC {spec}: {len(result.fits)} fits, {len(result.failed)} failed")
         print(result.summary.to_string(index=False))
 
@@ -38,11 +37,11 @@ def run_recovery(args) -> None:
         name = Path(design).stem
         if args.runs and f"{spec}_{name}" not in args.runs:
             continue
-        result = validate.recovery(spec, design, sims=args.sims or sims, out=OUT / "recovery" / f"{spec}_{name}",
-                                   seed=1, scheduler=args.scheduler)
+        result = recovery(spec, design, sims=args.sims or sims, out=OUT / "recovery" / f"{spec}_{name}",
+                          seed=1, scheduler=args.scheduler)
         print(f"\nrecovery {spec} on {name}: {len(result.failed)} failed")
         print(result.coverage.to_string(index=False))
-    validate.combine_recovery(OUT / "recovery")
+    combine_recovery(OUT / "recovery")
 
 
 # Oss's printed outflow (Tabel 2.3.1): self-direction +4.8 pp, intensive -0.7 pp against control.

@@ -25,9 +25,11 @@ from importlib import import_module
 warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 
 from .core.errors import BayesTrialError, DataError, FitFileError, SpecError
-from .data.contract import data_hash, load_register, load_survey, read_table, validate_register, validate_survey
+from .data.contract import data_hash, load_register, load_survey, validate_register, validate_survey
+from .data.readers import read_table
 from .modelling.spec import ModelSpec, Prior, load_spec, parse_prior
-from .simulation.generate import Simulation, load_design, simulate, write_simulation
+from .simulation.design import load_design
+from .simulation.generate import Simulation, simulate, write_simulation
 
 __version__ = "0.1.0"
 
@@ -48,8 +50,7 @@ _MODULES = {"batch": "batch", "compare": "checks.compare", "data": "data", "diag
             "figures": "plots.figures", "fit": "sampling.fit", "hazard": "estimands.curves", "model": "modelling.frames",
             "pooling": "aggregate.pooling", "power": "batch.power", "ppc": "checks.ppc", "priors": "checks.priors",
             "published": "aggregate.published", "query": "estimands.query", "report": "report",
-            "simulate": "simulation.generate", "spec": "modelling.spec", "validate": "batch.validate",
-            "workflow": "workflow"}
+            "simulate": "simulation.generate", "spec": "modelling.spec", "workflow": "workflow"}
 
 __all__ = ["BayesTrialError", "DataError", "FitFileError", "ModelSpec", "Prior", "Simulation", "SpecError", "data_hash",
            "load_design", "load_register", "load_spec", "load_survey", "parse_prior", "read_table", "simulate",

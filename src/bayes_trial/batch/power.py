@@ -27,8 +27,8 @@ from bayes_trial.core.errors import SpecError
 from bayes_trial.estimands.query import Hypothesis, parse_hypothesis
 from bayes_trial.simulation.generate import simulate
 from bayes_trial.modelling.spec import ModelSpec, spec_from_json
-from bayes_trial.batch.validate import (as_design, as_spec, model_frame, population_parameters, sampling_diagnostics, save_figure,
-                       write_csv)
+from bayes_trial.batch.simulated import (as_design, as_spec, model_frame, population_parameters, sampling_diagnostics,
+                                         save_figure, write_csv)
 
 __all__ = ["PowerResult", "parse_target", "scale_design", "power", "power_table", "plot_power"]
 

@@ -73,8 +73,9 @@ def with_control(spec, args: argparse.Namespace):
 def load_for_spec(spec, path: str | Path, columns: str | None = None):
     """Read and validate the table that `spec` models; `columns` is the text of --columns."""
     from bayes_trial.data import contract as data
+    from bayes_trial.data.columns import parse_column_mapping
 
-    mapping = data.parse_column_mapping(columns, "--columns") if columns else None
+    mapping = parse_column_mapping(columns, "--columns") if columns else None
     path = resolve_data_path(path, spec.table)
     return data.load_for_spec(spec, path, columns=mapping, where="--columns")
 
@@ -95,7 +96,8 @@ def print_missing(fit) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     """`bayes-trial simulate`: write a simulated trial (survey, register, truth) from a design."""
-    from bayes_trial.simulation.generate import load_design, simulate, write_simulation
+    from bayes_trial.simulation.design import load_design
+    from bayes_trial.simulation.generate import simulate, write_simulation
 
     design = load_design(args.design)
     sim = simulate(design, seed=args.seed)
@@ -397,7 +399,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_pool(args: argparse.Namespace) -> int:
     """`bayes-trial pool`: partial pooling of published town estimates or counts."""
-    from bayes_trial.data.contract import read_table
+    from bayes_trial.data.readers import read_table
     from bayes_trial.aggregate.pooling import format_pooling_summary, plot_forest, pool, pool_counts, pooling_summary
 
     table = read_table(args.file)
@@ -446,7 +448,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """`bayes-trial run`: a workflow file end to end."""
-    from bayes_trial.data.contract import parse_column_mapping
+    from bayes_trial.data.columns import parse_column_mapping
     from bayes_trial.workflow.runner import load_workflow, run
 
     columns = parse_column_mapping(args.columns, "--columns") if args.columns else None
@@ -471,7 +473,7 @@ def _batch_settings(args: argparse.Namespace) -> dict:
 
 def cmd_sbc(args: argparse.Namespace) -> int:
     """`bayes-trial sbc`: simulation-based calibration of a spec on the batch engine."""
-    from bayes_trial.batch.validate import sbc
+    from bayes_trial.batch.sbc import sbc
 
     result = sbc(args.spec, args.design, sims=args.sims, out=args.out, seed=args.seed, refit=args.refit,
                  **_batch_settings(args))
@@ -483,7 +485,7 @@ def cmd_sbc(args: argparse.Namespace) -> int:
 
 def cmd_recovery(args: argparse.Namespace) -> int:
     """`bayes-trial recovery`: recovery of known values over simulated trials."""
-    from bayes_trial.batch.validate import recovery
+    from bayes_trial.batch.recovery import recovery
 
     result = recovery(args.spec, args.design, sims=args.sims, out=args.out, seed=args.seed,
                       reference=not args.no_reference, **_batch_settings(args))

@@ -8,5 +8,9 @@ from importlib import import_module
 
 
 def __getattr__(name: str):
-    """`bayes_trial.data.NAME` reaches `bayes_trial.data.contract.NAME` (the flat module of earlier versions)."""
-    return getattr(import_module("bayes_trial.data.contract"), name)
+    """`bayes_trial.data.NAME` reaches NAME in `readers`, `columns` or `contract` (the flat module of earlier versions)."""
+    for module in ("readers", "columns", "contract"):
+        owner = import_module(f"bayes_trial.data.{module}")
+        if name in vars(owner):
+            return vars(owner)[name]
+    raise AttributeError(f"module 'bayes_trial.data' has no attribute {name!r}")

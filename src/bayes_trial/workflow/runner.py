@@ -45,6 +45,7 @@ from typing import Any
 import pandas as pd
 
 from bayes_trial.data import contract as data_mod
+from bayes_trial.data.columns import check_column_mapping
 from bayes_trial.sampling import fit as fit_mod
 from bayes_trial.core.summaries import MIN_CELL
 from bayes_trial.estimands import answers
@@ -52,7 +53,8 @@ from bayes_trial.report import document as report
 from bayes_trial.core.progress import say
 from bayes_trial.core.errors import FitFileError, SpecError
 from bayes_trial.core.paths import PROJECT_ROOT, WORKFLOWS_DIR
-from bayes_trial.simulation.generate import load_design, simulate
+from bayes_trial.simulation.design import load_design
+from bayes_trial.simulation.generate import simulate
 from bayes_trial.modelling.spec import ModelSpec, load_spec, parse_prior, read_toml
 
 SAMPLER_KEYS = ("draws", "tune", "chains", "seed", "sampler", "target_accept")
@@ -126,7 +128,7 @@ def load_workflow(path: str | os.PathLike, *, columns: dict[str, str] | None = N
             spec = dataclasses.replace(spec, control_arm=data["control_arm"])
         models.append(spec.with_priors(priors).with_sampler(**{k: entry[k] for k in SAMPLER_KEYS if k in entry}))
     if data.get("columns"):
-        data["columns"] = data_mod.check_column_mapping(
+        data["columns"] = check_column_mapping(
             data["columns"], where="--columns" if columns else f"{path}: [data.columns]",
             targets=[c for spec in models for c in data_mod.model_columns(spec)] or data_mod.CONTRACT_COLUMNS)
     if not models and not published:

@@ -1,0 +1,92 @@
+"""What simulation-based calibration, recovery and power share: runs of many fits to simulated trials.
+
+A spec or design given by name is loaded (:func:`as_spec`, :func:`as_design`); each fit takes the
+simulated table its spec models (:func:`model_frame`); the posterior is read as one array per
+scalar parameter (:func:`parameter_draws`, labels such as ``arm[intensive]``) with the sampler's
+diagnostics; the tables and figures a run leaves are written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayes_trial.core.paths import write_atomic
+from bayes_trial.modelling.spec import ModelSpec, load_spec
+from bayes_trial.simulation.design import load_design, validate_design
+
+__all__ = ["as_spec", "as_design", "model_frame", "parameter_draws", "population_parameters", "sampling_diagnostics",
+           "save_figure", "write_csv"]
+
+
+def as_spec(spec: ModelSpec | str) -> ModelSpec:
+    """`spec` itself, or the spec of that name or path."""
+    return spec if isinstance(spec, ModelSpec) else load_spec(spec)
+
+
+def as_design(design: dict | str | os.PathLike) -> dict:
+    """`design` validated, or the design of that name or path loaded."""
+    return validate_design(design) if isinstance(design, dict) else load_design(design)
+
+
+def model_frame(spec: ModelSpec, sim) -> pd.DataFrame:
+    """The table of a simulated trial that `spec` models: its survey or its register."""
+    return sim.survey if spec.table == "survey" else sim.register
+
+
+def element_labels(name: str, dims: tuple[str, ...], coords: dict[str, Any], shape: tuple[int, ...]):
+    """(label, index) per scalar element of a variable: `arm[intensive]`, `arm:wave[intensive, 1]`, `sigma`."""
+    if not shape:
+        yield name, ()
+        return
+    for index in np.ndindex(*shape):
+        levels = [str(list(coords[d])[i]) if d in coords else str(i) for d, i in zip(dims, index)]
+        yield f"{name}[{', '.join(levels)}]", index
+
+
+def parameter_draws(posterior, names: list[str]) -> dict[str, np.ndarray]:
+    """Draws of every scalar element of the named posterior variables, chains concatenated in order."""
+    out = {}
+    for name in names:
+        values = posterior[name]
+        extra = tuple(d for d in values.dims if d not in ("chain", "draw"))
+        array = values.transpose("chain", "draw", *extra).to_numpy()
+        array = array.reshape(-1, *array.shape[2:])
+        coords = {d: values[d].to_numpy() for d in extra}
+        for label, index in element_labels(name, extra, coords, array.shape[1:]):
+            out[label] = array[(slice(None), *index)]
+    return out
+
+
+def population_parameters(posterior) -> list[str]:
+    """Posterior variables that are not per-level group effects (one value per town, consultant ...)."""
+    return [n for n in posterior.data_vars if not any(d.endswith("__factor_dim") for d in posterior[n].dims)]
+
+
+def sampling_diagnostics(idata, names: list[str]) -> dict[str, float]:
+    """Divergences, the smallest bulk ESS and the largest R-hat over the named posterior variables."""
+    import arviz as az
+
+    posterior = idata.posterior[names]
+    return {
+        "divergences": int(idata.sample_stats["diverging"].sum()),
+        "min_ess_bulk": float(az.ess(posterior).to_array().min()),
+        "max_rhat": float(az.rhat(posterior).to_array().max()) if posterior.sizes["chain"] > 1 else float("nan"),
+    }
+
+
+def save_figure(fig, out: Path, stem: str) -> dict[str, Path]:
+    """`figures.save_figure`, keyed for a result's `files`: STEM_png, STEM_svg."""
+    from bayes_trial.plots.figures import save_figure as save
+
+    return dict(zip((f"{stem}_png", f"{stem}_svg"), save(fig, out, stem)))
+
+
+def write_csv(table: pd.DataFrame, path: Path) -> Path:
+    """`table` as CSV at `path` (six significant digits), written atomically; returns `path`."""
+    return write_atomic(path, lambda handle: table.to_csv(handle, index=False, float_format="%.6g", lineterminator="\n"))
+
