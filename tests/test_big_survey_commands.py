@@ -128,7 +128,7 @@ def test_held_out_density_integrates_new_participants_as_bambi_draws_them(small_
 
 
 def test_prior_check_draws_participant_intercepts_from_their_prior(small_fit):
-    fit = priors.prior_fit(small_fit.spec, survey(200), draws=400, seed=1)
+    fit = priors.prior_fit(small_fit.spec, survey(200), draws=2000, seed=1)
     sd = fit.idata.posterior[fastpaths.PARTICIPANT_SIGMA].to_numpy().ravel()
     from scipy import stats
 
