@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 
 from bayes_trial.core.errors import SpecError
@@ -57,3 +58,24 @@ def test_a_failed_write_leaves_the_previous_report_whole(outflow_fit, tmp_path, 
     with pytest.raises(RuntimeError):
         report.report([outflow_fit], tmp_path, title="another title")
     assert paths["md"].read_text() == before
+
+
+def test_a_family_whose_sbc_failed_is_flagged_on_its_fits(tmp_path):
+    from bayes_trial.checks.calibration import calibration
+
+    sbc = tmp_path / "sbc"
+    for run, in_band in (("outflow", [True, True]), ("wellbeing", [True, False])):
+        (sbc / run).mkdir(parents=True)
+        pd.DataFrame({"parameter": ["Intercept", "sigma"], "sims": [200, 200], "in_band": in_band}).to_csv(
+            sbc / run / "summary.csv", index=False)
+    assert calibration("bernoulli", sbc).status == "PASS"
+    failed = calibration("gaussian", sbc)
+    assert failed.status == "FAIL" and failed.failed == ("wellbeing: sigma",)
+    assert "FAIL for the gaussian family" in failed.format()
+    assert calibration("hazard", sbc).status == "NONE"
+
+
+def test_the_report_shows_the_sbc_record_of_the_fits_family(outflow_fit, tmp_path):
+    blocks = report.fit_blocks(outflow_fit, tmp_path)
+    assert any(b.kind == "p" and "Simulation-based calibration" in b.text and "bernoulli family" in b.text
+               for b in blocks)

@@ -18,7 +18,9 @@ from bayes_trial.batch.recovery import combine_recovery, recovery
 from bayes_trial.batch.sbc import sbc
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "validation"
-SBC_MODELS = ("wellbeing", "outflow", "trust_item", "job_applications")
+# outflow_hazard: the discrete-time hazard family; `--refit fit --models wellbeing` runs the collapsed survey
+# fast path (participant intercepts and coefficients integrated out), outflow already fits binomial cells.
+SBC_MODELS = ("wellbeing", "outflow", "trust_item", "job_applications", "outflow_hazard")
 TOWNS8 = OUT / "designs" / "towns8.toml"
 # (model, design, simulated trials): the Gaussian model on eight towns costs minutes per fit here.
 RECOVERY_RUNS = (("outflow", "small", 40), ("outflow", TOWNS8, 40), ("wellbeing", "small", 20), ("wellbeing", TOWNS8, 10))

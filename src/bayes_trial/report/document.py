@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bayes_trial.checks import diagnose as diagnose_mod
+from bayes_trial.checks.calibration import calibration
 from bayes_trial.checks import ppc as ppc_mod
 from bayes_trial.checks.priors import REPORT_DRAWS, PriorCheck, fit_prior_check
 from bayes_trial.core.errors import SpecError
@@ -159,6 +160,12 @@ def prior_check_text(check: PriorCheck | str) -> str:
     return check if isinstance(check, str) else check.verdict.format()
 
 
+def sbc_flag(fit: Fit) -> str:
+    """"; simulation-based calibration FAIL ..." when the fit's family failed SBC on record, else nothing."""
+    record = calibration(fit.spec.family)
+    return f"; {record.format()}" if record.status == "FAIL" else ""
+
+
 def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None, min_cell: int = query.MIN_CELL,
                diagnosis: diagnose_mod.Diagnosis | None = None, label: str | None = None,
                prior_check: PriorCheck | str | None = None) -> list[Block]:
@@ -176,6 +183,8 @@ def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None,
                         passed=diagnosis.passed, items=list(diagnosis.failed)))
     blocks.append(Block("p", prior_check_text(prior_check)[0].upper() + prior_check_text(prior_check)[1:]
                         + f" ({REPORT_DRAWS} prior draws on this fit's rows, with the priors it used)"))
+    record = calibration(fit.spec.family).format()
+    blocks.append(Block("p", record[0].upper() + record[1:] + " (`data/validation/sbc/`)"))
     blocks.append(Block("h3", "Model"))
     blocks.append(Block("pre", f"formula: {fit.prepared.formula}\nfamily: {fit.prepared.family}\n"
                                f"control arm: {fit.spec.control_arm}\nsampler: {fit.info.get('sampler', '')}"))
@@ -248,7 +257,7 @@ def report_blocks(fits: list[Fit], figure_dir: Path, *, title: str = "bayes-tria
     blocks = [Block("h1", title)]
     for fit, label, diagnosis, check in zip(fits, labels, diagnoses, checks):
         blocks.append(Block("verdict", f"{section_title(fit, label)}: diagnostics {'PASS' if diagnosis.passed else 'FAIL'}"
-                                       f"; {prior_check_text(check)}",
+                                       f"; {prior_check_text(check)}{sbc_flag(fit)}",
                             passed=diagnosis.passed, items=list(diagnosis.failed)))
     for fit, label, diagnosis, check in zip(fits, labels, diagnoses, checks):
         blocks += fit_blocks(fit, figure_dir, queries=(queries or {}).get(fit.spec.name), min_cell=min_cell,

@@ -1,0 +1,74 @@
+"""Simulation-based calibration on record: did the fit's family pass SBC (`data/validation/sbc/`)?
+
+Each SBC run folder (made by `bayes-trial sbc SPEC --out data/validation/sbc/SPEC`, or SPEC_fit_path
+for refits through the fast paths) holds `summary.csv`: per parameter, the chi-square test of
+uniform ranks and whether the rank ECDF stays inside its simultaneous 95% band. A family is
+calibrated on record when every run of a bundled spec of that family has every parameter in the
+band; the report carries this next to the diagnostics verdict, so a family whose SBC failed is
+flagged on every fit of it until a new run passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bayes_trial.core.errors import SpecError
+from bayes_trial.core.paths import MODELS_DIR, PROJECT_ROOT
+from bayes_trial.modelling.spec import load_spec
+
+SBC_DIR = PROJECT_ROOT / "data" / "validation" / "sbc"
+#: Replications per run that this project asks for before a family counts as checked.
+REQUIRED_SIMS = 200
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The SBC record of one family: its runs, their fewest replications, and parameters outside the band."""
+
+    family: str
+    runs: tuple[str, ...]
+    sims: int
+    failed: tuple[str, ...]
+
+    @property
+    def status(self) -> str:
+        """``FAIL`` (a parameter left the band), ``PASS``, or ``NONE`` (no run on record)."""
+        return "NONE" if not self.runs else "FAIL" if self.failed else "PASS"
+
+    def format(self) -> str:
+        """One line for the report."""
+        if self.status == "NONE":
+            return f"simulation-based calibration: no SBC run on record for the {self.family} family"
+        runs = ", ".join(self.runs)
+        if self.status == "FAIL":
+            return (f"simulation-based calibration FAIL for the {self.family} family ({runs}): "
+                    f"{'; '.join(self.failed)} outside the 95% band")
+        short = f"; fewer than the {REQUIRED_SIMS} asked for" if self.sims < REQUIRED_SIMS else ""
+        return f"simulation-based calibration PASS for the {self.family} family ({runs}; {self.sims} simulations{short})"
+
+
+def _run_family(folder: Path, models_dir: Path) -> str | None:
+    name = folder.name.removesuffix("_fit_path")
+    path = models_dir / f"{name}.toml"
+    if not path.exists():
+        return None
+    try:
+        return load_spec(path).family
+    except SpecError:
+        return None
+
+
+def calibration(family: str, sbc_dir: Path = SBC_DIR, models_dir: Path = MODELS_DIR) -> Calibration:
+    """The SBC record of `family` from the run folders under `sbc_dir` (bundled specs in `models_dir`)."""
+    runs, sims, failed = [], [], []
+    for summary in sorted(Path(sbc_dir).glob("*/summary.csv")):
+        if _run_family(summary.parent, Path(models_dir)) != family:
+            continue
+        table = pd.read_csv(summary)
+        runs.append(summary.parent.name)
+        sims.append(int(table["sims"].min()))
+        failed += [f"{summary.parent.name}: {p}" for p in table.loc[~table["in_band"].astype(bool), "parameter"]]
+    return Calibration(family, tuple(runs), min(sims, default=0), tuple(failed))
