@@ -64,11 +64,13 @@ def test_a_family_whose_sbc_failed_is_flagged_on_its_fits(tmp_path):
     from bayes_trial.checks.calibration import calibration
 
     sbc = tmp_path / "sbc"
-    for run, in_band in (("outflow", [True, True]), ("wellbeing", [True, False])):
+    for run, in_band, adjusted in (("outflow", [True, False], [True, True]), ("wellbeing", [True, False], [True, False])):
         (sbc / run).mkdir(parents=True)
-        pd.DataFrame({"parameter": ["Intercept", "sigma"], "sims": [200, 200], "in_band": in_band}).to_csv(
-            sbc / run / "summary.csv", index=False)
-    assert calibration("bernoulli", sbc).status == "PASS"
+        pd.DataFrame({"parameter": ["Intercept", "sigma"], "sims": [200, 200], "in_band": in_band,
+                      "in_adjusted_band": adjusted}).to_csv(sbc / run / "summary.csv", index=False)
+    passed = calibration("bernoulli", sbc)
+    assert passed.status == "PASS" and passed.touched == ("outflow: sigma",)
+    assert "1 of 2 parameters (outflow: sigma) leave their own 95% band" in passed.format()
     failed = calibration("gaussian", sbc)
     assert failed.status == "FAIL" and failed.failed == ("wellbeing: sigma",)
     assert "FAIL for the gaussian family" in failed.format()

@@ -81,6 +81,20 @@ def test_uniformity_summary_separates_uniform_from_biased_ranks():
     summary = sbc.sbc_summary(pd.concat([uniform, biased]), rank_draws=99).set_index("parameter")
     assert summary.loc["a", "p_value"] > 0.01 and summary.loc["a", "in_band"]
     assert summary.loc["b", "p_value"] < 1e-6 and not summary.loc["b", "in_band"]
+    assert summary.loc["a", "in_adjusted_band"] and not summary.loc["b", "in_adjusted_band"]
+    assert sbc.adjusted_band_prob(10) == pytest.approx(0.995)
+
+
+def test_the_adjusted_band_tolerates_a_small_bend_but_not_a_larger_one():
+    uniform = np.r_[np.arange(100), np.arange(100)]
+    ranks = pd.DataFrame({"parameter": np.repeat([f"p{i}" for i in range(20)], 200), "rank": np.tile(uniform, 20)})
+    bent = {"p0": 6, "p1": 8}  # half the ranks pushed up by this much: a posterior a little below the truth
+    for name, shift in bent.items():
+        ranks.loc[ranks["parameter"] == name, "rank"] = np.r_[np.arange(100), np.minimum(np.arange(100) + shift, 99)]
+    summary = sbc.sbc_summary(ranks, rank_draws=99).set_index("parameter")
+    assert summary.loc["p2", "in_band"] and summary.loc["p2", "in_adjusted_band"]
+    assert not summary.loc["p0", "in_band"] and summary.loc["p0", "in_adjusted_band"]
+    assert not summary.loc["p1", "in_band"] and not summary.loc["p1", "in_adjusted_band"]
 
 
 def test_true_values_line_up_with_posterior_labels(small_sim, wellbeing_fit, outflow_fit):

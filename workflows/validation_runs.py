@@ -1,7 +1,7 @@
 """The validation runs committed under data/validation/, with the exact settings that made them.
 
-    .venv/bin/python workflows/validation_runs.py sbc [--sims 100] [--models wellbeing,...] [--refit fit]
-                                                      [--scheduler tcp://HOST:PORT]
+    .venv/bin/python workflows/validation_runs.py sbc [--sims 200] [--models wellbeing,...] [--refit fit]
+                                                      [--scheduler tcp://HOST:PORT] [--resummarise]
     .venv/bin/python workflows/validation_runs.py recovery [--sims N] [--runs outflow_small,...]
     .venv/bin/python workflows/validation_runs.py power [--sims 20] [--runs oss_self_direction,oss_intensive]
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bayes_trial.batch import power
 from bayes_trial.batch.recovery import combine_recovery, recovery
-from bayes_trial.batch.sbc import sbc
+from bayes_trial.batch.sbc import resummarise, sbc
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "validation"
 # outflow_hazard: the discrete-time hazard family; `--refit fit --models wellbeing` runs the collapsed survey
@@ -29,6 +29,11 @@ RECOVERY_RUNS = (("outflow", "small", 40), ("outflow", TOWNS8, 40), ("wellbeing"
 def run_sbc(args) -> None:
     for spec in args.models or SBC_MODELS:
         folder = OUT / "sbc" / (spec if args.refit == "compiled" else f"{spec}_{args.refit}_path")
+        if args.resummarise:
+            result = resummarise(folder, f"SBC of {spec} on design 'small'")
+            print(f"\nSBC {spec}, summarised again from {folder / 'ranks.csv'}")
+            print(result.summary.to_string(index=False))
+            continue
         result = sbc(spec, "small", sims=args.sims, out=folder, seed=1, refit=args.refit, scheduler=args.scheduler)
         print(f"\nSBC {spec}: {len(result.fits)} fits, {len(result.failed)} failed")
         print(result.summary.to_string(index=False))
@@ -64,16 +69,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=("sbc", "recovery", "power"))
     parser.add_argument("--sims", type=int, default=None,
-                        help="simulations (defaults: sbc 100, recovery as in RECOVERY_RUNS, power 20 per size)")
+                        help="simulations (defaults: sbc 200, recovery as in RECOVERY_RUNS, power 20 per size)")
     parser.add_argument("--models", type=lambda text: text.split(","), default=None,
                         help=f"sbc only: comma-separated models (default {','.join(SBC_MODELS)})")
     parser.add_argument("--refit", choices=("compiled", "fit"), default="compiled",
                         help="sbc only: refit with one compiled model per worker, or through bayes_trial.fit")
+    parser.add_argument("--resummarise", action="store_true",
+                        help="sbc only: fit nothing, make summary.csv and the figure again from the committed ranks.csv")
     parser.add_argument("--runs", type=lambda text: text.split(","), default=None,
                         help="recovery or power: comma-separated runs, e.g. outflow_small,wellbeing_towns8 or oss_intensive (default all)")
     parser.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster, one worker per core)")
     args = parser.parse_args()
-    args.sims = args.sims or {"sbc": 100, "recovery": None, "power": 20}[args.what]
+    args.sims = args.sims or {"sbc": 200, "recovery": None, "power": 20}[args.what]
     {"sbc": run_sbc, "recovery": run_recovery, "power": run_power}[args.what](args)
 
 

@@ -478,7 +478,8 @@ def cmd_sbc(args: argparse.Namespace) -> int:
     result = sbc(args.spec, args.design, sims=args.sims, out=args.out, seed=args.seed, refit=args.refit,
                  **_batch_settings(args))
     _print_table(f"SBC of {args.spec} on design {args.design}: {len(result.fits)} fits, {len(result.failed)} failed "
-                 "(chi-square test of uniform ranks; in_band: rank ECDF inside the simultaneous 95% band)",
+                 "(chi-square test of uniform ranks; in_band: rank ECDF inside the simultaneous 95% band; "
+                 "in_adjusted_band: inside the band adjusted for the number of parameters, which decides a failed run)",
                  result.summary, result.failed, result.files)
     return 0
 
