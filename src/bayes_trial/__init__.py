@@ -24,6 +24,11 @@ from importlib import import_module
 # who cannot act on it (nutpie's numba backend does not use it).
 warnings.filterwarnings("ignore", message="PyTensor could not link to a BLAS")
 
+from .core import compile_dir
+
+# Before anything imports PyTensor: compiled models are cached per user and compiler versions.
+compile_dir.configure()
+
 from .core.errors import BayesTrialError, DataError, FitFileError, SpecError
 from .data.contract import data_hash, load_register, load_survey, validate_register, validate_survey
 from .data.readers import read_table

@@ -446,6 +446,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    """`bayes-trial cache info|clear`: the compiled models kept between processes."""
+    from bayes_trial.core import compile_dir
+
+    if args.action == "clear":
+        freed = compile_dir.clear_cache(all_stacks=args.all)
+        print(f"removed {freed / 1e6:.1f} MB of compiled models under {compile_dir.cache_root()}")
+        return 0
+    print(f"compiled models: {compile_dir.cache_root()} (this stack: {compile_dir.stack_name()})")
+    rows = compile_dir.cache_info()
+    for row in rows:
+        print(f"  {row['stack']}{' (current)' if row['current'] else ''}: {row['files']} files, {row['bytes'] / 1e6:.1f} MB")
+    if not rows:
+        print("  empty: the first fit of each model structure compiles it")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """`bayes-trial run`: a workflow file end to end."""
     from bayes_trial.data.columns import parse_column_mapping
@@ -652,6 +669,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="suppress observed cells with fewer persons (default 10, never below 5)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("cache", help="compiled models kept between processes: where, how large; clear them")
+    p.add_argument("action", choices=("info", "clear"))
+    p.add_argument("--all", action="store_true", help="clear: also the caches of other Python/PyTensor/numba/nutpie versions")
+    p.set_defaults(func=cmd_cache)
+
     p = sub.add_parser("run", help="run a workflow (workflows/NAME.toml): data, fits, queries, report")
     p.add_argument("workflow", help="workflow TOML file or bundled name (e.g. oss_demo)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -661,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sbc", help="simulation-based calibration: prior draws, simulated data, refits, rank plots")
     p.add_argument("spec", help="model spec name or path")
     p.add_argument("--design", required=True, help="design whose trial layout is simulated (name or TOML path)")
-    p.add_argument("--sims", type=int, default=100, help="prior draws / refits (default 100)")
+    p.add_argument("--sims", type=int, default=200, help="prior draws / refits (default 200)")
     p.add_argument("--refit", choices=("compiled", "fit"), default="compiled",
                    help="one compiled model per worker (default), or every refit through `fit` (fast paths included)")
     _add_batch_options(p, seed_help="seed of the layout and the prior draws (default 1)")

@@ -17,9 +17,10 @@ Gaussian repeated measures with participant intercepts, `(1|participant_id)`:
   given each draw of the sampled ones. The stored posterior therefore has the same variables, and the
   same joint distribution, as the plain Bambi model: predictions, log-likelihood and queries are unchanged.
 
-Compiled models are cached within a process, keyed on a hash of the compiled log-density graph. Prior
-parameters are read from shared variables (named `PRIOR_PREFIX...`), so a refit with new priors, a new seed
-or new draws reuses the compiled model and only swaps the prior values in.
+Compiled models are cached within a process, keyed on a hash of the compiled log-density graph, and on
+disk across processes (`disk_compile`). Prior parameters and data arrays are read from shared variables
+(`PRIOR_PREFIX...`, `DATA_PREFIX...`), so a refit with new priors, a new seed, new draws or a new outcome of
+the same layout reuses the compiled model and only swaps the values in.
 
 Binary outcomes aggregated to binomial cells (`model.prepare`) are the other fast path; nutpie's
 low-rank mass-matrix adaptation is available as an option (`low_rank`), off by default because it did
@@ -738,20 +739,21 @@ _COMPILED = LruCache(CACHE_SIZE)
 def compile_nutpie(pymc_model, var_names: list[str] | None = None, *, cache: bool = True):
     """A nutpie-compiled model, from the in-process cache when the same structure was compiled before.
 
-    Returns (compiled model with the current prior values, seconds spent, cache hit).
+    Returns (compiled model with the current prior and data values, seconds spent, where it came from:
+    "memory" (this process compiled it before), "disk" (another process did: `disk_compile`) or "" (compiled now)).
     """
-    import nutpie
+    from bayes_trial.sampling.disk_compile import compile_model
 
     started = time.perf_counter()
     lifted = lift_data(lift_priors(pymc_model))
 
     def make():
-        return nutpie.compile_pymc_model(lifted, var_names=var_names)
+        return compile_model(lifted, var_names)
 
-    compiled, hit = _COMPILED.get_or_make(structure_key(lifted, var_names), make) if cache else (make(), False)
+    (compiled, from_disk), hit = _COMPILED.get_or_make(structure_key(lifted, var_names), make) if cache else (make(), False)
     compiled = compiled.with_data(**{name: value for name, value in swapped_values(lifted, var_names).items()
                                      if name in compiled.shared_data})
-    return compiled, time.perf_counter() - started, hit
+    return compiled, time.perf_counter() - started, "memory" if hit else "disk" if from_disk else ""
 
 
 def clear_cache() -> None:
@@ -772,7 +774,8 @@ def sample_nutpie(full: bmb.Model | OtherTerms, prepared: PreparedData, settings
     `full` is the built Bambi model, or `OtherTerms` (`build_other_terms`: what `fit` passes for a
     Gaussian participant-intercept model, whose full Bambi model would hold persons x persons matrices).
     The result holds the full model's parameters; `sample_stats.attrs` records `compile_seconds`,
-    `compile_cached`, `sampling_seconds` and what was integrated out. With `for_storage` (what `fit`
+    `compile_cached` (this process compiled it before), `compile_from_disk` (another did), `sampling_seconds`
+    and what was integrated out. With `for_storage` (what `fit`
     asks), a run that integrated the participant intercepts out also has its `log_likelihood` group and
     no `_offset` variables. Progress (stages and nutpie's bar) goes to stderr when `progress` is true.
     """
@@ -793,8 +796,10 @@ def sample_nutpie(full: bmb.Model | OtherTerms, prepared: PreparedData, settings
     if stats is not None and not collapsed:
         target = marginal_model(prepared, full, stats).backend.model
     target = target if target is not None else full.backend.model
-    compiled, compile_seconds, hit = compile_nutpie(target, stored_variables(target), cache=cache)
-    how = "reused the compiled model" if hit else f"compiled in {compile_seconds:.1f} s"
+    compiled, compile_seconds, reused = compile_nutpie(target, stored_variables(target), cache=cache)
+    how = {"memory": "reused the compiled model",
+           "disk": f"compiled model loaded from the disk cache in {compile_seconds:.1f} s"}.get(
+        reused, f"compiled in {compile_seconds:.1f} s")
     integrated = ("; coefficients and participant intercepts integrated out" if collapsed
                   else f"; {PARTICIPANT_TERM} integrated out" if stats is not None else "")
     say(f"  {how}{integrated}; sampling ...", progress)
@@ -817,6 +822,7 @@ def sample_nutpie(full: bmb.Model | OtherTerms, prepared: PreparedData, settings
             raw.add_groups(log_likelihood=log_likelihood_group(raw.posterior, stats, prepared))
         say(f"  participant intercepts{' and coefficients' if collapsed else ''} drawn"
             f"{', log-likelihood computed' if stored else ''} in {time.perf_counter() - started:.1f} s", progress)
-    raw.sample_stats.attrs.update(compile_seconds=round(compile_seconds, 3), compile_cached=int(hit),
+    raw.sample_stats.attrs.update(compile_seconds=round(compile_seconds, 3), compile_cached=int(reused == "memory"),
+                                  compile_from_disk=int(reused == "disk"),
                                   sampling_seconds=round(sampling_seconds, 3))
     return raw
