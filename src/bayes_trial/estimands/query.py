@@ -535,7 +535,7 @@ def contrast_draws(fit: Fit, hypothesis: Hypothesis, frame: pd.DataFrame, wave, 
 
 def hypothesis(fit: Fit, expression: str, *, by: str | None = None, wave: int | str | None = None,
                municipality: str | None = None, rope: tuple[float, float] | None = None,
-               interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
+               interval: float = DEFAULT_INTERVAL, weights: np.ndarray | None = None) -> pd.DataFrame:
     """Posterior of an arm contrast on the outcome scale, in the spirit of brms `hypothesis()`.
 
     Parameters
@@ -559,6 +559,9 @@ def hypothesis(fit: Fit, expression: str, *, by: str | None = None, wave: int | 
         (low, high) on the natural outcome scale (probabilities for pp outcomes): adds P(inside ROPE).
     interval
         Width of the equal-tailed interval.
+    weights
+        Importance weights of the posterior draws, chain by chain (`whatif.prior_weights`): the
+        answers under another prior without refitting. None: every draw counts the same.
 
     Returns
     -------
@@ -619,12 +622,12 @@ def hypothesis(fit: Fit, expression: str, *, by: str | None = None, wave: int | 
                 row["p_rope"] = np.nan
             if not note:
                 draws = contrast_draws(fit, parsed, frame, w, new_groups=new_groups, **assign)
-                summary = summarise_draws(draws * scale, interval)
+                summary = summarise_draws(draws * scale, interval, weights)
                 row.update(mean=summary["mean"], lower=summary["lower"], upper=summary["upper"],
-                           p_hypothesis=float(np.mean(compare(draws, parsed.threshold))))
+                           p_hypothesis=float(np.average(compare(draws, parsed.threshold), weights=weights)))
                 if rope is not None:
                     low, high = sorted(rope)
-                    row["p_rope"] = float(np.mean((draws >= low) & (draws <= high)))
+                    row["p_rope"] = float(np.average((draws >= low) & (draws <= high), weights=weights))
             rows.append(row)
     table = pd.DataFrame(rows)
     if not has_waves:
