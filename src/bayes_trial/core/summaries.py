@@ -63,17 +63,18 @@ def weighted_quantile(draws: np.ndarray, probs, weights: np.ndarray) -> np.ndarr
     probs
         Probabilities in [0, 1].
     weights
-        Non-negative weight of each draw (normalised here).
+        Non-negative weight of each draw (normalised here); draws of weight 0 are left out.
 
     Returns
     -------
     numpy.ndarray
         One quantile per probability.
     """
-    order = np.argsort(draws, kind="stable")
-    values = np.asarray(draws, dtype=float)[order]
-    w = np.asarray(weights, dtype=float)[order]
-    w = w / w.sum()
+    w = np.asarray(weights, dtype=float)
+    kept = w > 0  # a draw of weight 0 is not in the distribution
+    order = np.argsort(np.asarray(draws, dtype=float)[kept], kind="stable")
+    values = np.asarray(draws, dtype=float)[kept][order]
+    w = w[kept][order] / w.sum()
     below = np.cumsum(w) - w
     positions = below / below[-1] if below[-1] > 0 else np.zeros_like(below)
     return np.interp(probs, positions, values)

@@ -270,6 +270,12 @@ def what_if(fit: Fit, priors: dict[str, Prior], hypotheses: list[str] | None = N
     progress
         Say on stderr when and why a refit runs.
 
+    Raises
+    ------
+    SpecError
+        For a hazard fit, an unknown term, a prior the term cannot take, or a hypothesis `query`
+        cannot read.
+
     Returns
     -------
     pandas.DataFrame
@@ -279,6 +285,9 @@ def what_if(fit: Fit, priors: dict[str, Prior], hypotheses: list[str] | None = N
         (stored draws), seconds (the whole what-if, refit included).
     """
     started = time.perf_counter()
+    if fit.family.over_time:
+        raise SpecError(f"what-if: {fit.spec.name} is a discrete-time hazard fit; what-ifs answer arm contrasts "
+                        "of the other families (refit it with the new prior: bayes_trial.refit)")
     hypotheses = hypotheses or default_hypotheses(fit)
     weighted = prior_weights(fit, priors)
     draws = weighted.weights.size
