@@ -10,8 +10,8 @@ stored draws are re-weighted (`bayes_trial.what_if` without refit) and the model
 new prior and the same sampler seed (`bayes_trial.refit`); both answer "intensive - control > 0" on
 the outcome scale (pp). Monte Carlo standard errors: the refit's from ArviZ (`mcse` of the mean and of
 the indicator of the hypothesis); the re-weighted estimate's is the self-normalised importance
-sampling one, sqrt(Σ w² (f − f̄_w)²), divided by the square root of the draws' relative efficiency
-(bulk ESS / draws of f under the fitted posterior). |diff| / MCSE uses both in quadrature.
+sampling one, sqrt(Σ w² (f − f̄_w)²), divided by the square root of the relative efficiency (ESS /
+draws) of the terms w (f − f̄_w), whose autocorrelation comes from the weights as well as from f. |diff| / MCSE uses both in quadrature.
 Wall times in one process after a warm-up (compiled-model cache warm for the refits, which is the
 refit's best case), plus one `bayes-trial what-if` end to end (imports and loading included).
 """
@@ -44,6 +44,7 @@ CHANGES = [
     ("arm", "Normal(0, 1)"),
     ("arm", "Normal(0, 2)"),
     ("arm", "Normal(0.3, 0.25)"),
+    ("arm", "Normal(0.8, 0.1)"),  # drastic: far from where the draws lie
     ("arm|municipality", "HalfNormal(0.1)"),
     ("1|municipality:consultant_id", "HalfNormal(1)"),
 ]
@@ -59,13 +60,17 @@ def contrast(fit: bt.Fit) -> np.ndarray:
 
 
 def weighted_mcse(values: np.ndarray, weights: np.ndarray) -> float:
-    """MCSE of the self-normalised weighted mean of `values` (chain x draw), with the draws' autocorrelation."""
+    """MCSE of the self-normalised weighted mean of `values` (chain x draw), with the draws' autocorrelation.
+
+    The estimate's error is that of Σ w_i (f_i − f̄_w): its terms' autocorrelation (through the weights,
+    which follow slowly mixing SDs, as well as through f) sets the relative efficiency.
+    """
     flat = values.ravel()
-    mean = np.sum(weights * flat)
-    efficiency = np.asarray(az.ess(values, method="bulk")).item() / flat.size
-    # A constant indicator has no ESS (NaN): its error is zero whatever the efficiency.
+    terms = weights * (flat - np.sum(weights * flat))
+    efficiency = np.asarray(az.ess(terms.reshape(values.shape), method="mean")).item() / flat.size
+    # Constant terms (an indicator that is always 1) have no ESS (NaN): their error is zero anyway.
     relative_efficiency = min(1.0, efficiency) if np.isfinite(efficiency) else 1.0
-    return float(np.sqrt(np.sum(weights**2 * (flat - mean) ** 2) / relative_efficiency))
+    return float(np.sqrt(np.sum(terms**2) / relative_efficiency))
 
 
 def measure(fit: bt.Fit, term: str, text: str) -> dict:
@@ -121,7 +126,8 @@ def section(fit: bt.Fit, rows: list[dict], cli: tuple[float, str], minutes: floa
         f"(`bayes_trial.what_if`, no refit) against a refit with the new prior and the same seed "
         f"(`bayes_trial.refit`); both answer `{HYPOTHESIS}` (standardised, pp). P is P(hypothesis); "
         "|diff| / MCSE divides the re-weighted minus refitted answer by both Monte Carlo standard errors in "
-        "quadrature (re-weighted: self-normalised IS error with the draws' relative efficiency; refit: ArviZ). "
+        "quadrature (re-weighted: self-normalised IS error, with the relative efficiency of its terms "
+        "w (f − f̄_w); refit: ArviZ). "
         "Times: in one process after a warm-up, the refit with nutpie's compiled model cached (its best case) "
         "and its answer included; *what-if* is the whole `what_if` call (the fitted and the re-weighted answers: "
         "two g-computations of the contrast), *of which weights* the prior densities and PSIS.", "",

@@ -324,14 +324,12 @@ def cmd_what_if(args: argparse.Namespace) -> int:
 
 def _what_if_method_line(row, threshold: float) -> str:
     """How the new answers were made, and why (one line)."""
-    import math
-
     weights = f"ESS of the weights {row['ess']:.0f} of {row['draws']} draws"
     if row["method"] == "refit":
         return (f"Pareto k-hat {row['khat']:.2f} > {threshold:g}: the stored draws cannot represent the new "
                 f"posterior, so the model was refitted with the new priors ({row['seconds']:.1f} s; {weights})")
-    if row["khat"] == -math.inf:
-        return "the prior is unchanged: the new answers are the stored ones"
+    if row["method"] == "unchanged":
+        return "the prior is unchanged where the draws lie: the new answers are the fitted ones"
     verdict = "reliable" if row["khat"] <= threshold else "NOT reliable (refit with the new prior to be sure)"
     return (f"re-weighted the stored draws (PSIS): Pareto k-hat {row['khat']:.2f}, {verdict}; {weights}; "
             f"{row['seconds']:.2f} s")

@@ -7,8 +7,8 @@ its Pareto shape k-hat says whether the draws can represent the new posterior at
 they cannot, and `what_if` refits with the new priors instead.
 
 The old prior is the one the fit sampled with (`Fit.used_spec`: `auto` priors as the numbers they
-became). Imports no PyMC, Bambi or ArviZ: a what-if that needs no refit costs a prior density per
-draw and the queries.
+became). This module imports no PyMC, Bambi or ArviZ itself: a what-if that needs no refit costs
+a prior density per draw, PSIS and the queries.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from scipy import stats
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.progress import say
 from bayes_trial.core.summaries import DEFAULT_INTERVAL
-from bayes_trial.estimands.query import arms, contrast_text, hypothesis
+from bayes_trial.estimands.query import (answer, arms, contrast_draws, contrast_text, parse_hypothesis, population,
+                                         scale_factor, waves)
 from bayes_trial.modelling.spec import AUTO, Prior, check_prior_for_term
 from bayes_trial.sampling.fit import Fit, refit
 
@@ -212,6 +213,11 @@ class PriorWeights:
     khat: float
 
     @property
+    def equal(self) -> bool:
+        """Whether every draw has the same weight (the prior is unchanged where the draws lie)."""
+        return bool(np.all(self.weights == self.weights[0]))
+
+    @property
     def ess(self) -> float:
         """Effective number of independent draws the weights leave: 1 / Σ w²."""
         return float(1 / np.sum(self.weights**2))
@@ -281,39 +287,40 @@ def what_if(fit: Fit, priors: dict[str, Prior], hypotheses: list[str] | None = N
     pandas.DataFrame
         One row per hypothesis: hypothesis, [wave: the last, for survey models], unit, p_old, mean_old,
         lower_old, upper_old, p_new, mean_new, lower_new, upper_new (means and bounds in `unit`), khat,
-        ess (of the weights, also where they were not used), method ("reweighted" or "refit"), draws
+        ess (of the weights, also where they were not used), method ("reweighted", "refit", or
+        "unchanged" where every draw has the same weight: the fitted answers), draws
         (stored draws), seconds (the whole what-if, refit included).
     """
     started = time.perf_counter()
     if fit.family.over_time:
         raise SpecError(f"what-if: {fit.spec.name} is a discrete-time hazard fit; what-ifs answer arm contrasts "
                         "of the other families (refit it with the new prior: bayes_trial.refit)")
-    hypotheses = hypotheses or default_hypotheses(fit)
+    parsed = [parse_hypothesis(text, arms(fit), fit.spec.outcome_unit) for text in hypotheses or default_hypotheses(fit)]
     weighted = prior_weights(fit, priors)
-    draws = weighted.weights.size
     needs_refit = refit_if_needed and weighted.khat > khat_threshold
     if needs_refit:
         say(f"what-if: Pareto k-hat {weighted.khat:.2f} > {khat_threshold:g}: the stored draws cannot represent "
             "the posterior under the new priors; refitting", progress)
         new_fit = refit(fit, priors=priors, progress=progress)
-        new_weights = None
-    else:
-        new_fit = fit
-        # Equal weights are the stored posterior itself: its answers, exactly.
-        new_weights = None if weighted.khat == -np.inf else weighted.weights
+    wave = (waves(fit) or [None])[-1]
+    scale = scale_factor(fit)
     rows = []
-    for expression in hypotheses:
-        old = hypothesis(fit, expression, interval=interval).iloc[-1]
-        new = hypothesis(new_fit, expression, interval=interval, weights=new_weights).iloc[-1]
-        rows.append({"hypothesis": old["hypothesis"], **({"wave": old["wave"]} if "wave" in old else {}),
-                     "unit": old["unit"],
-                     **{f"{key}_old": old[col] for key, col in _ANSWER.items()},
+    for hypothesis in parsed:
+        draws = contrast_draws(fit, hypothesis, population(fit), wave)
+        if needs_refit:
+            new = answer(contrast_draws(new_fit, hypothesis, population(new_fit), wave), hypothesis, scale, interval)
+        else:
+            # Equal weights are the stored posterior itself: its answers, exactly.
+            new = answer(draws, hypothesis, scale, interval, weights=None if weighted.equal else weighted.weights)
+        old = answer(draws, hypothesis, scale, interval)
+        rows.append({"hypothesis": hypothesis.text, **({} if wave is None else {"wave": wave}),
+                     "unit": fit.spec.outcome_unit, **{f"{key}_old": old[col] for key, col in _ANSWER.items()},
                      **{f"{key}_new": new[col] for key, col in _ANSWER.items()}})
     table = pd.DataFrame(rows)
     table["khat"] = weighted.khat
     table["ess"] = weighted.ess
-    table["method"] = "refit" if needs_refit else "reweighted"
-    table["draws"] = draws
+    table["method"] = "refit" if needs_refit else "unchanged" if weighted.equal else "reweighted"
+    table["draws"] = weighted.weights.size
     table["seconds"] = time.perf_counter() - started
     return table
 
