@@ -11,6 +11,7 @@ Everything the `bayes-trial` command does is one import away::
     bt.save(fit, "outflow.nc"); fit = bt.load("outflow.nc")
     bt.effects(fit)
     bt.hypothesis(fit, "intensive - control > 2pp", by="municipality")
+    bt.what_if(fit, {"arm": bt.parse_prior("Normal(0, 0.25)")})  # answers under another prior, no refit
     bt.diagnose.diagnose(fit).passed
     bt.report.report([fit], "report/")
 
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 _API = {
     "sampling.fit": ("Fit", "load", "refit", "sample", "save"),
     "estimands.query": ("effects", "hypothesis", "variance_components", "wave_effects"),
+    "estimands.whatif": ("what_if",),
     "checks.ppc": ("posterior_predictive",),
     "checks.priors": ("prior_check", "prior_table"),
     "aggregate.pooling": ("pool", "pool_counts", "pooling_summary"),

@@ -301,6 +301,51 @@ def _query_hazard(fit, args: argparse.Namespace, diagnosis) -> int:
     return 0
 
 
+def cmd_what_if(args: argparse.Namespace) -> int:
+    """`bayes-trial what-if`: a stored fit's answers under other priors, re-weighted (or refitted when k-hat is high)."""
+    from bayes_trial.estimands.whatif import what_if
+    from bayes_trial.modelling.spec import load_priors_file, parse_prior_assignment
+    from bayes_trial.sampling.fit import load
+
+    priors = load_priors_file(args.priors) if args.priors else {}
+    priors.update(dict(parse_prior_assignment(text) for text in args.prior))
+    if not priors:
+        raise BayesTrialError("what-if: give a new prior, e.g. --prior 'arm=Normal(0, 0.25)'")
+    fit = load(args.fit)
+    table = what_if(fit, priors, args.hypotheses or None, khat_threshold=args.khat_threshold,
+                    refit_if_needed=not args.no_refit, interval=args.interval, progress=not args.quiet)
+    old = fit.used_spec.priors
+    print(f"{fit.spec.name}: what if " + "; ".join(f"{term} ~ {prior} (fitted with {old[term]})"
+                                                    for term, prior in priors.items()))
+    print(_what_if_method_line(table.iloc[0], args.khat_threshold))
+    print(_format_what_if(table, args.interval))
+    return 0
+
+
+def _what_if_method_line(row, threshold: float) -> str:
+    """How the new answers were made, and why (one line)."""
+    weights = f"ESS of the weights {row['ess']:.0f} of {row['draws']} draws"
+    if row["method"] == "refit":
+        return (f"Pareto k-hat {row['khat']:.2f} > {threshold:g}: the stored draws cannot represent the new "
+                f"posterior, so the model was refitted with the new priors ({row['seconds']:.1f} s; {weights})")
+    if row["method"] == "unchanged":
+        return "the prior is unchanged where the draws lie: the new answers are the fitted ones"
+    verdict = "reliable" if row["khat"] <= threshold else "NOT reliable (refit with the new prior to be sure)"
+    return (f"re-weighted the stored draws (PSIS): Pareto k-hat {row['khat']:.2f}, {verdict}; {weights}; "
+            f"{row['seconds']:.2f} s")
+
+
+def _format_what_if(table, interval: float) -> str:
+    """Old and new answers side by side for the terminal."""
+    shown = table[["hypothesis", *(["wave"] if "wave" in table else []), "unit"]].copy()
+    for when in ("old", "new"):
+        label = "fitted" if when == "old" else "what-if"
+        shown[f"P {label}"] = [f"{p:.3f}" for p in table[f"p_{when}"]]
+        shown[f"mean {label}"] = [f"{m:+.2f}" for m in table[f"mean_{when}"]]
+        shown[f"{interval:.0%} ETI {label}"] = interval_texts(table[f"lower_{when}"], table[f"upper_{when}"])
+    return shown.to_string(index=False)
+
+
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """`bayes-trial diagnose`: the convergence verdict of a stored fit (exit 1 on FAIL)."""
     from bayes_trial.checks import diagnose
@@ -600,6 +645,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_query)
 
+    p = sub.add_parser("what-if", help="a stored fit's answers under other priors, by re-weighting its draws "
+                                       "(PSIS; refits when Pareto k-hat is too high)")
+    p.add_argument("fit", help="stored fit (.nc)")
+    p.add_argument("hypotheses", nargs="*", metavar="HYPOTHESIS",
+                   help="as `query` reads them, e.g. 'intensive - control > 2pp' (default: each arm - control > 0)")
+    p.add_argument("--prior", action="append", default=[], metavar="TERM=DIST",
+                   help="new prior, e.g. 'arm=Normal(0, 0.25)' or '1|municipality=HalfNormal(0.3)' (repeatable)")
+    p.add_argument("--priors", help="TOML file of new priors (TERM = \"Distribution(...)\")")
+    p.add_argument("--khat-threshold", type=float, default=0.7, dest="khat_threshold",
+                   help="refit when Pareto k-hat exceeds this (default 0.7)")
+    p.add_argument("--no-refit", action="store_true", dest="no_refit",
+                   help="never refit: re-weighted answers whatever k-hat is (it is printed)")
+    p.add_argument("--interval", type=float, default=0.9, help="equal-tailed interval width (default 0.9)")
+    p.add_argument("--quiet", action="store_true", help="no progress output during a refit")
+    p.set_defaults(func=cmd_what_if, trailing="hypotheses")
+
     p = sub.add_parser("diagnose", help="convergence diagnostics verdict (exit 0 pass, 1 fail)")
     p.add_argument("fit", help="stored fit (.nc)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -713,10 +774,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _looks_like_option(value: str) -> bool:
+    """`--x`, `-x` (but not a hypothesis such as "-intensive + control > 0", which has spaces)."""
+    return value.startswith("-") and " " not in value
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; bad input is one line on stderr and exit code 2, never a traceback."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse gives a `nargs="*"` positional its values at the first positional it meets, so the
+    # hypotheses after `what-if FIT --prior ...` come back unrecognised: they are the command's
+    # trailing values. Anything else unrecognised (or option-like) is the usual one-line error.
+    trailing = getattr(args, "trailing", None)
+    if extra and (trailing is None or any(_looks_like_option(value) for value in extra)):
+        parser.parse_args(argv)
+    if extra:
+        getattr(args, trailing).extend(extra)
     try:
         return args.func(args)
     except BayesTrialError as exc:

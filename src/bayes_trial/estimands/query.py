@@ -533,9 +533,22 @@ def contrast_draws(fit: Fit, hypothesis: Hypothesis, frame: pd.DataFrame, wave, 
     return sum(weight * mean for weight, mean in zip(hypothesis.weights.values(), means))
 
 
+def answer(draws: np.ndarray, hypothesis: Hypothesis, scale: float, interval: float = DEFAULT_INTERVAL, *,
+           weights: np.ndarray | None = None, rope: tuple[float, float] | None = None) -> dict[str, float]:
+    """Mean and interval (in the outcome's unit: draws x `scale`), P(hypothesis) and, with `rope`, P(in ROPE)
+    of a hypothesis' contrast draws (natural scale), each draw counted by its `weights` if given."""
+    summary = summarise_draws(draws * scale, interval, weights)
+    out = {"mean": summary["mean"], "lower": summary["lower"], "upper": summary["upper"],
+           "p_hypothesis": float(np.average(COMPARISONS[hypothesis.compare](draws, hypothesis.threshold), weights=weights))}
+    if rope is not None:
+        low, high = sorted(rope)
+        out["p_rope"] = float(np.average((draws >= low) & (draws <= high), weights=weights))
+    return out
+
+
 def hypothesis(fit: Fit, expression: str, *, by: str | None = None, wave: int | str | None = None,
                municipality: str | None = None, rope: tuple[float, float] | None = None,
-               interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
+               interval: float = DEFAULT_INTERVAL, weights: np.ndarray | None = None) -> pd.DataFrame:
     """Posterior of an arm contrast on the outcome scale, in the spirit of brms `hypothesis()`.
 
     Parameters
@@ -559,6 +572,9 @@ def hypothesis(fit: Fit, expression: str, *, by: str | None = None, wave: int | 
         (low, high) on the natural outcome scale (probabilities for pp outcomes): adds P(inside ROPE).
     interval
         Width of the equal-tailed interval.
+    weights
+        Importance weights of the posterior draws, chain by chain (`whatif.prior_weights`): the
+        answers under another prior without refitting. None: every draw counts the same.
 
     Returns
     -------
@@ -608,7 +624,6 @@ def hypothesis(fit: Fit, expression: str, *, by: str | None = None, wave: int | 
         groups = [({}, base, {}, False, "")]
     waves_to_report = [wave] if wave is not None else (waves(fit)[-1:] if has_waves else [None])
     scale = scale_factor(fit)
-    compare = COMPARISONS[parsed.compare]
     rows = []
     for label, frame, assign, new_groups, note in groups:
         for w in ([label["wave"]] if "wave" in label else waves_to_report):
@@ -619,12 +634,7 @@ def hypothesis(fit: Fit, expression: str, *, by: str | None = None, wave: int | 
                 row["p_rope"] = np.nan
             if not note:
                 draws = contrast_draws(fit, parsed, frame, w, new_groups=new_groups, **assign)
-                summary = summarise_draws(draws * scale, interval)
-                row.update(mean=summary["mean"], lower=summary["lower"], upper=summary["upper"],
-                           p_hypothesis=float(np.mean(compare(draws, parsed.threshold))))
-                if rope is not None:
-                    low, high = sorted(rope)
-                    row["p_rope"] = float(np.mean((draws >= low) & (draws <= high)))
+                row.update(answer(draws, parsed, scale, interval, weights=weights, rope=rope))
             rows.append(row)
     table = pd.DataFrame(rows)
     if not has_waves:
