@@ -132,17 +132,33 @@ def test_binomial_cells_match_bernoulli_rows(small_sim, outflow_fit):
     assert_same_posterior(cells, plain, ["Intercept", "arm", "1|municipality:consultant_id_sigma"])
 
 
-def test_structure_key_ignores_prior_values_but_not_data_or_prior_families(small_sim, outflow_fit):
+def test_structure_key_ignores_prior_values_and_outcomes_but_not_layout_or_prior_families(small_sim, outflow_fit):
     def key(spec, frame):
         prepared = model_mod.prepare(spec, frame)
-        return fastpaths.structure_key(fastpaths.lift_priors(bambi_build.build(spec, prepared).backend.model))
+        model = bambi_build.build(spec, prepared).backend.model
+        return fastpaths.structure_key(fastpaths.lift_data(fastpaths.lift_priors(model)))
 
     spec = outflow_fit.spec
     base = key(spec, small_sim.register)
     assert key(spec.with_priors({"arm": bt.parse_prior("Normal(0, 0.2)")}), small_sim.register) == base
     assert key(spec.with_priors({"arm": bt.parse_prior("StudentT(3, 0, 0.5)")}), small_sim.register) != base
+    flipped = small_sim.register.assign(outflow_work=1 - small_sim.register["outflow_work"])
+    assert key(spec, flipped) == base
     other = bt.simulate(bt.load_design("small"), seed=4).register
     assert key(spec, other) != base
+
+
+def test_new_survey_outcome_of_the_same_layout_reuses_the_collapsed_model(repeated):
+    """The outcome reaches a cached model as data: shifting every score by 3 shifts the intercept by 3."""
+    spec, prepared, full = repeated
+    settings = {**SETTINGS, "draws": 200, "tune": 200}
+    first = fastpaths.sample_nutpie(full, prepared, {**settings, "seed": 9})
+    shifted = dataclasses.replace(prepared, data=prepared.data.assign(wellbeing=prepared.data["wellbeing"] + 3))
+    second = fastpaths.sample_nutpie(bambi_build.build(spec, shifted), shifted, {**settings, "seed": 9})
+    assert second.sample_stats.attrs["compile_cached"] == 1
+    difference = float(second.posterior["Intercept"].mean() - first.posterior["Intercept"].mean())
+    assert difference == pytest.approx(3, abs=0.1)
+    assert float(second.posterior["sigma"].mean()) == pytest.approx(float(first.posterior["sigma"].mean()), rel=0.1)
 
 
 def test_refit_reuses_the_compiled_model_with_the_new_prior(outflow_fit):

@@ -56,6 +56,7 @@ PARTICIPANT_SIGMA = f"{PARTICIPANT_TERM}_sigma"
 PARTICIPANT_DIM = f"{PARTICIPANT}__factor_dim"
 PARTICIPANT_SD = "participant_sd"  # the marginal Bambi model's name for `1|participant_id_sigma`
 PRIOR_PREFIX = "bayes_trial_prior"
+DATA_PREFIX = "bayes_trial_data"
 _PARTICIPANT_TERM_RE = re.compile(r"\(\s*1\s*\|\s*participant_id\s*\)")
 CACHE_SIZE = 8
 # Pointwise log-likelihoods (rows x draws) above this many values are recomputed when needed, not stored.
@@ -120,12 +121,16 @@ class ParticipantStatistics:
         matrix = self.within_matrix / residual_var[..., None, None] + (
             weights[..., :, None, None] * self.between_matrix).sum(axis=-3)
         vector = self.within_vector / residual_var[..., None] + (weights[..., :, None] * self.between_vector).sum(axis=-2)
-        constant = self.within_constant / residual_var + (weights * self.between_constant).sum(axis=-1)
+        constant = (np.array([self.within_constant]) / residual_var[..., None]).sum(axis=-1) + (
+            weights * self.between_constant).sum(axis=-1)
         return matrix, vector, constant
 
     def log_normaliser(self, residual_var, person_var, log):
         """-1/2 (n log 2 pi + (n - persons) log sigma^2 + sum over persons of log(sigma^2 + n tau^2))."""
-        return -0.5 * (self.n_rows * np.log(2 * np.pi) + (self.n_rows - self.persons.sum()) * log(residual_var)
+        # One-element arrays rather than scalars: `lift_data` lifts arrays out of the compiled graph, so
+        # a data set of the same layout with other rows reuses the compiled model.
+        rows, persons = np.array([self.n_rows]), np.array([self.persons.sum()])
+        return -0.5 * ((rows * np.log(2 * np.pi) + (rows - persons) * log(residual_var)[..., None]).sum(axis=-1)
                        + (self.persons * log(person_var)).sum(axis=-1))
 
 
@@ -626,26 +631,67 @@ def lift_priors(pymc_model):
     return model_from_fgraph(fgraph, mutate_fgraph=True)
 
 
+def lift_data(pymc_model):
+    """A copy of the model whose data arrays are slices of shared vectors, one per dtype.
+
+    Float array constants (Bambi's design matrices, the collapsed model's data summaries) and the
+    observed values of any dtype become slices of `DATA_PREFIX_<dtype>`, in the graph's topological
+    order, with their shapes fixed. A data set of the same layout (same shapes, same integer index
+    arrays: the same persons, levels and cells) then compiles to the same graph, and a cached
+    compiled model takes the new values as data. Scalars stay constants: they are structure
+    (exponents, log 2 pi), not data.
+    """
+    import pytensor
+    import pytensor.tensor as pt
+    from pymc.model.fgraph import ModelObservedRV, fgraph_from_model, model_from_fgraph
+    from pytensor.graph.basic import Constant
+    from pytensor.tensor.type import TensorType
+
+    fgraph, _ = fgraph_from_model(pymc_model)
+    observed = {node.inputs[1] for node in fgraph.toposort() if isinstance(node.op, ModelObservedRV)}
+    found: dict = {}  # insertion-ordered: the packing order is the graph's topological order
+    for node in fgraph.toposort():
+        for var in node.inputs:
+            if (isinstance(var, Constant) and isinstance(var.type, TensorType) and var.type.ndim > 0
+                    and (var in observed or var.dtype.startswith("float"))):
+                found[var] = None
+    by_dtype: dict[str, list] = {}
+    for var in found:
+        by_dtype.setdefault(var.dtype, []).append(var)
+    replacements = []
+    for dtype, constants in by_dtype.items():
+        packed = pytensor.shared(np.concatenate([np.asarray(c.data).ravel() for c in constants]),
+                                 name=f"{DATA_PREFIX}_{dtype}")
+        position = 0
+        for constant in constants:
+            shape = np.shape(constant.data)
+            size = int(np.prod(shape))
+            replacements.append((constant, pt.specify_shape(packed[position:position + size].reshape(shape), shape)))
+            position += size
+    fgraph.replace_all(replacements, import_missing=True)
+    return model_from_fgraph(fgraph, mutate_fgraph=True)
+
+
 def _graph_outputs(pymc_model, var_names: list[str] | None) -> list:
     """What nutpie compiles: the log density and the stored deterministics."""
     stored = [pymc_model[name] for name in var_names or [] if pymc_model[name] in pymc_model.deterministics]
     return [pymc_model.logp(), *stored]
 
 
-def prior_values(pymc_model, var_names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Current values of the prior shared variables (`PRIOR_PREFIX...`) that the compiled graph reads."""
+def swapped_values(pymc_model, var_names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Current values of the shared variables that a cached compiled model takes as data: priors and data."""
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.traversal import ancestors
 
     return {var.name: np.asarray(var.get_value()) for var in ancestors(_graph_outputs(pymc_model, var_names))
-            if isinstance(var, SharedVariable) and (var.name or "").startswith(PRIOR_PREFIX)}
+            if isinstance(var, SharedVariable) and (var.name or "").startswith((PRIOR_PREFIX, DATA_PREFIX))}
 
 
 def structure_key(pymc_model, var_names: list[str] | None = None) -> str:
     """A hash of what nutpie compiles: the log-density and stored-variable graphs, coords and names.
 
-    Constants and data enter by value (other data, another key); prior shared variables by name only,
-    since a cached model gets their current values.
+    Constants enter by value; the shared variables of `lift_priors` and `lift_data` by name, type and
+    shape only, since a cached model gets their current values.
     """
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.basic import Constant
@@ -665,8 +711,10 @@ def structure_key(pymc_model, var_names: list[str] | None = None) -> str:
                 digest.update(data.tobytes() if data.dtype != object else repr(data.tolist()).encode())
             elif isinstance(var, SharedVariable):
                 digest.update(f"shared {var.name} {var.type}".encode())
-                if isinstance(var.type, TensorType) and not (var.name or "").startswith(PRIOR_PREFIX):
-                    digest.update(np.asarray(var.get_value()).tobytes())
+                value = np.asarray(var.get_value())
+                digest.update(f" {value.shape}".encode())
+                if isinstance(var.type, TensorType) and not (var.name or "").startswith((PRIOR_PREFIX, DATA_PREFIX)):
+                    digest.update(value.tobytes())
             elif var.owner is None:
                 digest.update(f"input {var.name} {var.type}".encode())
         return str(ids[var])
@@ -695,13 +743,13 @@ def compile_nutpie(pymc_model, var_names: list[str] | None = None, *, cache: boo
     import nutpie
 
     started = time.perf_counter()
-    lifted = lift_priors(pymc_model)
+    lifted = lift_data(lift_priors(pymc_model))
 
     def make():
         return nutpie.compile_pymc_model(lifted, var_names=var_names)
 
     compiled, hit = _COMPILED.get_or_make(structure_key(lifted, var_names), make) if cache else (make(), False)
-    compiled = compiled.with_data(**{name: value for name, value in prior_values(lifted, var_names).items()
+    compiled = compiled.with_data(**{name: value for name, value in swapped_values(lifted, var_names).items()
                                      if name in compiled.shared_data})
     return compiled, time.perf_counter() - started, hit
 
