@@ -143,7 +143,8 @@ def consultant_study(base: dict | str | os.PathLike, cells: list[Cell], sims: in
 
     Within a cell every trial has the same layout (persons, arms, consultants: `layout_seed=seed`);
     consultant, town and person effects and the outcomes are drawn anew, so the coverage is that of
-    a fixed design, and a worker reuses one compiled model per layout where the fit path allows.
+    a fixed design, and a worker reuses one compiled model per layout (the fit path caches
+    `fastpaths.CACHE_SIZE` of them: more layouts than that in one run recompile every round).
 
     Writes to `out`: `runs/` (one record per fit; reruns resume, and a larger `sims` or more cells
     extend a run), `estimates.csv`, `coverage.csv` and `coverage.png`/`.svg`. Sampler settings
@@ -157,17 +158,18 @@ def consultant_study(base: dict | str | os.PathLike, cells: list[Cell], sims: in
     specs = {name: as_spec(name) for name in dict.fromkeys(cell.spec for cell in cells)}
     settings = {**STUDY_SETTINGS, **{k: v for k, v in sampler_settings.items() if v is not None}}
     specs = {name: spec.with_sampler(**settings) for name, spec in specs.items()}
+    designs = {cell: consultant_design(base, cell.per_arm, cell.nesting, cell.sd) for cell in cells}
     tasks, cell_of = [], {}
-    for cell in cells:
-        spec = specs[cell.spec]
-        design = consultant_design(base, cell.per_arm, cell.nesting, cell.sd)
-        for i in range(sims):
+    # Round by round over the cells: a run stopped early leaves (nearly) as many trials in every cell.
+    for i in range(sims):
+        for cell in cells:
             key = f"{cell.key}_sim{seed + i:04d}"
             cell_of[key] = cell
-            tasks.append(Task(key, consultant_fit, {"spec_json": spec.to_json(), "design": design, "seed": seed + i,
-                                                    "layout_seed": seed, "settings": spec.sampler}))
+            tasks.append(Task(key, consultant_fit, {"spec_json": specs[cell.spec].to_json(), "design": designs[cell],
+                                                    "seed": seed + i, "layout_seed": seed,
+                                                    "settings": specs[cell.spec].sampler}))
     out = Path(out)
-    manifest = {"kind": "consultants", "base": base, "specs": {n: s.to_dict() for n, s in specs.items()}}
+    manifest = {"kind": "consultants", "base": base, "settings": settings}
     batch = run_batch(tasks, out / "runs", scheduler=scheduler, n_workers=n_workers, manifest=manifest,
                       progress=progress, label="consultant coverage")
     records = {key: res for key, res in batch.results().items() if key in cell_of}
