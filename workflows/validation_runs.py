@@ -4,8 +4,8 @@
                                                       [--scheduler tcp://HOST:PORT]
     .venv/bin/python workflows/validation_runs.py recovery [--sims N] [--runs outflow_small,...]
     .venv/bin/python workflows/validation_runs.py power [--sims 20] [--runs oss_self_direction,oss_intensive]
-    .venv/bin/python workflows/validation_runs.py consultants [--sims 30] [--per-arm 2,4,8] [--models wellbeing,outflow]
-                                                              [--workers 1]
+    .venv/bin/python workflows/validation_runs.py consultants [--sims 30] [--per-arm 2,4,8] [--sds 0.2,0.5,0.8]
+                                                              [--models wellbeing,outflow] [--workers 1]
 
 Every run resumes from its `runs/` folder, so an interrupted run is restarted with the same command.
 """
@@ -69,7 +69,7 @@ CONSULTANT_SDS = (0.2, 0.5, 0.8)
 
 def run_consultants(args) -> None:
     grid = consultants.study_grid(tuple(args.models or CONSULTANT_MODELS), tuple(args.per_arm or CONSULTANTS_PER_ARM),
-                                  sds=CONSULTANT_SDS)
+                                  sds=tuple(args.sds or CONSULTANT_SDS))
     result = consultants.consultant_study(OUT / "designs" / "consultants.toml", grid, sims=args.sims,
                                           out=OUT / "consultants", seed=1, scheduler=args.scheduler,
                                           n_workers=args.workers or 1)
@@ -92,6 +92,8 @@ def main() -> None:
                         help="recovery or power: comma-separated runs, e.g. outflow_small,wellbeing_towns8 or oss_intensive (default all)")
     parser.add_argument("--per-arm", type=lambda text: [int(k) for k in text.split(",")], default=None,
                         help="consultants only: consultants per arm and town (default 2,4,8)")
+    parser.add_argument("--sds", type=lambda text: [float(sd) for sd in text.split(",")], default=None,
+                        help="consultants only: true consultant SDs (default 0.2,0.5,0.8)")
     parser.add_argument("--workers", type=int, default=None,
                         help="consultants only: local Dask workers (default 1: one compiled model per layout is reused)")
     parser.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster, one worker per core)")
