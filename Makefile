@@ -39,6 +39,7 @@ validation: $(STAMP)
 	$(BIN)/python workflows/validation_runs.py sbc
 	$(BIN)/python workflows/validation_runs.py recovery
 	$(BIN)/python workflows/validation_runs.py power
+	$(BIN)/python workflows/validation_runs.py consultants
 
 clean:
 	rm -rf results .pytest_cache

@@ -4,6 +4,8 @@
                                                       [--scheduler tcp://HOST:PORT] [--resummarise]
     .venv/bin/python workflows/validation_runs.py recovery [--sims N] [--runs outflow_small,...]
     .venv/bin/python workflows/validation_runs.py power [--sims 20] [--runs oss_self_direction,oss_intensive]
+    .venv/bin/python workflows/validation_runs.py consultants [--sims 30] [--per-arm 2,4,8] [--sds 0.2,0.5,0.8]
+                                                              [--models wellbeing,outflow] [--workers 1]
 
 Every run resumes from its `runs/` folder, so an interrupted run is restarted with the same command.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bayes_trial.batch import power
+from bayes_trial.batch import consultants, power
 from bayes_trial.batch.recovery import combine_recovery, recovery
 from bayes_trial.batch.sbc import resummarise, sbc
 
@@ -65,23 +67,46 @@ def run_power(args) -> None:
         print(result.table.to_string(index=False))
 
 
+CONSULTANT_MODELS = ("wellbeing", "outflow")
+CONSULTANTS_PER_ARM = (2, 4, 8)
+CONSULTANT_SDS = (0.2, 0.5, 0.8)
+
+
+def run_consultants(args) -> None:
+    grid = consultants.study_grid(tuple(args.models or CONSULTANT_MODELS), tuple(args.per_arm or CONSULTANTS_PER_ARM),
+                                  sds=tuple(args.sds or CONSULTANT_SDS))
+    result = consultants.consultant_study(OUT / "designs" / "consultants.toml", grid, sims=args.sims,
+                                          out=OUT / "consultants", seed=1, scheduler=args.scheduler,
+                                          n_workers=args.workers or 1)
+    print(f"\nconsultant study: {len(result.estimates['sim'].unique()) if not result.estimates.empty else 0} fits, "
+          f"{len(result.failed)} failed")
+    print(result.coverage.to_string(index=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("sbc", "recovery", "power"))
+    parser.add_argument("what", choices=("sbc", "recovery", "power", "consultants"))
     parser.add_argument("--sims", type=int, default=None,
                         help="simulations (defaults: sbc 200, recovery as in RECOVERY_RUNS, power 20 per size)")
     parser.add_argument("--models", type=lambda text: text.split(","), default=None,
-                        help=f"sbc only: comma-separated models (default {','.join(SBC_MODELS)})")
+                        help=f"sbc or consultants: comma-separated models (default sbc: {','.join(SBC_MODELS)}; "
+                             f"consultants: {','.join(CONSULTANT_MODELS)})")
     parser.add_argument("--refit", choices=("compiled", "fit"), default="compiled",
                         help="sbc only: refit with one compiled model per worker, or through bayes_trial.fit")
     parser.add_argument("--resummarise", action="store_true",
                         help="sbc only: fit nothing, make summary.csv and the figure again from the committed ranks.csv")
     parser.add_argument("--runs", type=lambda text: text.split(","), default=None,
                         help="recovery or power: comma-separated runs, e.g. outflow_small,wellbeing_towns8 or oss_intensive (default all)")
+    parser.add_argument("--per-arm", type=lambda text: [int(k) for k in text.split(",")], default=None,
+                        help="consultants only: consultants per arm and town (default 2,4,8)")
+    parser.add_argument("--sds", type=lambda text: [float(sd) for sd in text.split(",")], default=None,
+                        help="consultants only: true consultant SDs (default 0.2,0.5,0.8)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="consultants only: local Dask workers (default 1: one compiled model per layout is reused)")
     parser.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster, one worker per core)")
     args = parser.parse_args()
-    args.sims = args.sims or {"sbc": 200, "recovery": None, "power": 20}[args.what]
-    {"sbc": run_sbc, "recovery": run_recovery, "power": run_power}[args.what](args)
+    args.sims = args.sims or {"sbc": 200, "recovery": None, "power": 20, "consultants": 30}[args.what]
+    {"sbc": run_sbc, "recovery": run_recovery, "power": run_power, "consultants": run_consultants}[args.what](args)
 
 
 if __name__ == "__main__":

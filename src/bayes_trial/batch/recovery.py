@@ -29,6 +29,7 @@ from bayes_trial.batch.simulated import (
     population_parameters,
     sampling_diagnostics,
     save_figure,
+    true_values,
     write_csv,
 )
 from bayes_trial.core.errors import SpecError
@@ -45,37 +46,6 @@ _TREATMENT = re.compile(r"^(\w+)\[T\.(.+)\]$")
 # Zeger, Liang & Albert (1988): a logit-normal random effect of variance s2 attenuates
 # population-averaged log-odds by about 1 / sqrt(1 + C2 * s2), C2 = (16 sqrt(3) / (15 pi))^2.
 LOGIT_ATTENUATION_C2 = (16 * math.sqrt(3) / (15 * math.pi)) ** 2
-
-
-def true_values(spec: ModelSpec, truth: dict, labels: list[str]) -> dict[str, float]:
-    """The simulator's true value of each posterior label it defines (keys as in `parameter_draws`).
-
-    Bambi's `arm*wave` has `arm` at baseline and `arm:wave` as the change from it, while the
-    design states the arm's total effect at each wave; thresholds are the design's cutpoints.
-    """
-    if spec.table == "register":
-        o = truth["outflow"]
-        simple = {"Intercept": o["log_odds"][truth["control_arm"]], "1|municipality_sigma": o["town_sd"],
-                  "1|municipality:consultant_id_sigma": o["consultant_sd"]}
-        by_arm = {"arm": o["log_odds_ratio"], "arm|municipality_sigma": {a: o["town_arm_sd"] for a in o["log_odds_ratio"]}}
-    else:
-        o = truth["outcomes"][spec.outcome]
-        simple = {"Intercept": o.get("intercept"), "sigma": o.get("residual_sd"), "alpha": o.get("alpha"),
-                  "1|participant_id_sigma": o["participant_sd"], "1|municipality:consultant_id_sigma": o["consultant_sd"],
-                  "1|municipality_sigma": o.get("town_sd"), "1|municipality:wave_sigma": o.get("town_wave_sd")}
-        effects = o["arm_effects"]
-        by_arm = {"arm": {a: e["0"] for a, e in effects.items()},
-                  "arm|municipality_sigma": {a: o.get("town_arm_sd") for a in effects},
-                  "wave": o["wave_effects"],
-                  "threshold": {str(k): c for k, c in enumerate(o.get("cutpoints", []))},
-                  "arm:wave": {f"{a}, {w}": e[w] - e["0"] for a, e in effects.items() for w in e if w != "0"}}
-    out = {}
-    for label in labels:
-        name, _, level = label.partition("[")
-        value = simple.get(name) if not level else by_arm.get(name, {}).get(level.rstrip("]"))
-        if value is not None:
-            out[label] = float(value)
-    return out
 
 
 def reference_estimates(prepared: model_mod.PreparedData, control_arm: str, family: Family) -> tuple[str, dict[str, dict]]:

@@ -20,7 +20,7 @@ from bayes_trial.modelling.spec import ModelSpec, load_spec
 from bayes_trial.simulation.design import load_design, validate_design
 
 __all__ = ["as_spec", "as_design", "model_frame", "parameter_draws", "population_parameters", "sampling_diagnostics",
-           "save_figure", "write_csv"]
+           "save_figure", "true_values", "write_csv"]
 
 
 def as_spec(spec: ModelSpec | str) -> ModelSpec:
@@ -77,6 +77,37 @@ def sampling_diagnostics(idata, names: list[str]) -> dict[str, float]:
         "min_ess_bulk": float(az.ess(posterior).to_array().min()),
         "max_rhat": float(az.rhat(posterior).to_array().max()) if posterior.sizes["chain"] > 1 else float("nan"),
     }
+
+
+def true_values(spec: ModelSpec, truth: dict, labels: list[str]) -> dict[str, float]:
+    """The simulator's true value of each posterior label it defines (keys as in `parameter_draws`).
+
+    Bambi's `arm*wave` has `arm` at baseline and `arm:wave` as the change from it, while the
+    design states the arm's total effect at each wave; thresholds are the design's cutpoints.
+    """
+    if spec.table == "register":
+        o = truth["outflow"]
+        simple = {"Intercept": o["log_odds"][truth["control_arm"]], "1|municipality_sigma": o["town_sd"],
+                  "1|municipality:consultant_id_sigma": o["consultant_sd"]}
+        by_arm = {"arm": o["log_odds_ratio"], "arm|municipality_sigma": {a: o["town_arm_sd"] for a in o["log_odds_ratio"]}}
+    else:
+        o = truth["outcomes"][spec.outcome]
+        simple = {"Intercept": o.get("intercept"), "sigma": o.get("residual_sd"), "alpha": o.get("alpha"),
+                  "1|participant_id_sigma": o["participant_sd"], "1|municipality:consultant_id_sigma": o["consultant_sd"],
+                  "1|municipality_sigma": o.get("town_sd"), "1|municipality:wave_sigma": o.get("town_wave_sd")}
+        effects = o["arm_effects"]
+        by_arm = {"arm": {a: e["0"] for a, e in effects.items()},
+                  "arm|municipality_sigma": {a: o.get("town_arm_sd") for a in effects},
+                  "wave": o["wave_effects"],
+                  "threshold": {str(k): c for k, c in enumerate(o.get("cutpoints", []))},
+                  "arm:wave": {f"{a}, {w}": e[w] - e["0"] for a, e in effects.items() for w in e if w != "0"}}
+    out = {}
+    for label in labels:
+        name, _, level = label.partition("[")
+        value = simple.get(name) if not level else by_arm.get(name, {}).get(level.rstrip("]"))
+        if value is not None:
+            out[label] = float(value)
+    return out
 
 
 def save_figure(fig, out: Path, stem: str) -> dict[str, Path]:

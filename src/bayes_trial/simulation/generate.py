@@ -154,10 +154,16 @@ def _hazard_outflow(hazard: dict, timing: dict, arms: list[str], arm_idx: np.nda
     return outflow_work, months_to, truth
 
 
-def simulate(design: dict, seed: int) -> Simulation:
-    """Draw one data set from a design (as returned by :func:`load_design`, or a raw design dict)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise SpecError(f"seed: expected a non-negative integer, got {seed!r}")
+def simulate(design: dict, seed: int, *, layout_seed: int | None = None) -> Simulation:
+    """Draw one data set from a design (as returned by :func:`load_design`, or a raw design dict).
+
+    `layout_seed` fixes the layout (who is in which arm and with which consultant, covariates,
+    follow-up) independently of `seed`, which then draws only effects and outcomes: trials of one
+    layout fit the same compiled model. By default the layout comes from `seed` as well.
+    """
+    for name, value in (("seed", seed), ("layout_seed", seed if layout_seed is None else layout_seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise SpecError(f"{name}: expected a non-negative integer, got {value!r}")
     seed = int(seed)
     d = validate_design(design)
     arms = d["arms"]
@@ -170,6 +176,8 @@ def simulate(design: dict, seed: int) -> Simulation:
 
     root = np.random.default_rng(seed)
     rs_struct, rs_outflow, rs_timing, rs_response, *rs_outcomes = root.spawn(4 + len(outcomes))
+    if layout_seed is not None:
+        rs_struct = np.random.default_rng(int(layout_seed)).spawn(4 + len(outcomes))[0]
 
     # ---- structure: participants, consultants, covariates ---------------------------------
     pid, town_idx, arm_idx, cons_idx, stock, age, followed = [], [], [], [], [], [], []
