@@ -20,7 +20,7 @@ import os
 import platform
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
@@ -50,22 +50,28 @@ PACKAGES = ("bayes-trial", "pymc", "pytensor", "bambi", "arviz", "nutpie", "nump
 
 
 class _StoredGroups:
-    """The groups of a fit file that `load` did not read, read on first use (with ArviZ)."""
+    """The groups of a fit file, each read (with xarray) when first asked for."""
 
     def __init__(self, path: Path, names: list[str], loaded: dict[str, xr.Dataset]):
         self.path, self.names, self.loaded = path, names, loaded
         self.stamp = _file_stamp(path)
 
+    def group(self, name: str) -> xr.Dataset | None:
+        """The group `name` (None if the file has none)."""
+        if name not in self.loaded and name in self.names:
+            if not self.path.exists() or _file_stamp(self.path) != self.stamp:
+                raise FitFileError(f"{self.path}: the fit file changed after it was loaded; load it again")
+            try:
+                self.loaded.update(_read_groups(self.path, [name]))
+            except Exception as exc:  # netCDF/HDF5 raise many types for damaged files
+                raise FitFileError(f"{self.path}: not a readable fit file (damaged {name}: "
+                                   f"{exc.__class__.__name__})") from None
+        return self.loaded.get(name)
+
     def inference_data(self) -> az.InferenceData:
         import arviz as az
 
-        if not self.path.exists() or _file_stamp(self.path) != self.stamp:
-            raise FitFileError(f"{self.path}: the fit file changed after it was loaded; load it again")
-        try:
-            rest = _read_groups(self.path, [n for n in self.names if n not in self.loaded])
-        except Exception as exc:  # netCDF/HDF5 raise many types for damaged files
-            raise FitFileError(f"{self.path}: not a readable fit file (damaged: {exc.__class__.__name__})") from None
-        return az.InferenceData(**{name: self.loaded.get(name, rest.get(name)) for name in self.names})
+        return az.InferenceData(**{name: self.group(name) for name in self.names})
 
 
 def _file_stamp(path: Path) -> tuple[int, int, int]:
@@ -113,7 +119,13 @@ class Fit:
     @property
     def posterior(self) -> xr.Dataset:
         """The posterior draws, without reading the rest of a stored fit or importing ArviZ."""
-        return self._stored.loaded["posterior"] if self._idata is None else self._idata.posterior
+        return self.group("posterior")
+
+    def group(self, name: str) -> xr.Dataset | None:
+        """One group of the draws (``posterior``, ``sample_stats``, ...) as xarray, None if absent; no ArviZ."""
+        if self._idata is None:
+            return self._stored.group(name)
+        return getattr(self._idata, name) if name in self._idata.groups() else None
 
     @cached_property
     def used_spec(self) -> ModelSpec:
@@ -192,9 +204,10 @@ class Fit:
 
 @dataclass(frozen=True)
 class Draws:
-    """Posterior draws as answers use them: the `posterior` of an InferenceData, without ArviZ."""
+    """Posterior draws as answers and diagnostics use them: the groups of an InferenceData, without ArviZ."""
 
     posterior: xr.Dataset
+    sample_stats: xr.Dataset = field(default_factory=xr.Dataset)
 
 
 def _posterior(draws) -> xr.Dataset:
