@@ -62,7 +62,7 @@ class _StoredGroups:
             if not self.path.exists() or _file_stamp(self.path) != self.stamp:
                 raise FitFileError(f"{self.path}: the fit file changed after it was loaded; load it again")
             try:
-                self.loaded.update(_read_groups(self.path, [name]))
+                self.loaded.update(_read_groups(self.path, [name])[1])
             except Exception as exc:  # netCDF/HDF5 raise many types for damaged files
                 raise FitFileError(f"{self.path}: not a readable fit file (damaged {name}: "
                                    f"{exc.__class__.__name__})") from None
@@ -79,10 +79,10 @@ def _file_stamp(path: Path) -> tuple[int, int, int]:
     return status.st_size, status.st_mtime_ns, status.st_ino
 
 
-def _read_groups(path: Path, names: list[str]) -> dict[str, xr.Dataset]:
-    """The named groups of a netCDF file, read into memory; the file is closed again."""
+def _read_groups(path: Path, names: list[str]) -> tuple[list[str], dict[str, xr.Dataset]]:
+    """The names of a netCDF file's groups and the named ones read into memory; the file is closed again."""
     with xr.open_datatree(path) as tree:
-        return {name: tree[name].to_dataset().load() for name in names if name in tree.children}
+        return list(tree.children), {name: tree[name].to_dataset().load() for name in names if name in tree.children}
 
 
 class Fit:
@@ -552,9 +552,7 @@ def load(path: str | os.PathLike) -> Fit:
     if not path.exists():
         raise FitFileError(f"{path}: no such fit file")
     try:
-        with xr.open_datatree(path) as tree:
-            names = list(tree.children)
-        loaded = _read_groups(path, ["posterior", "constant_data"])
+        names, loaded = _read_groups(path, ["posterior", "constant_data"])
     except Exception as exc:  # netCDF/HDF5 raise many types for truncated or foreign files
         raise FitFileError(f"{path}: not a readable fit file (truncated or not netCDF: {exc.__class__.__name__})") from None
     attrs = loaded["posterior"].attrs if "posterior" in loaded else {}
