@@ -139,3 +139,13 @@ def test_diagnose_of_a_stored_fit_imports_no_sampler_or_arviz(wellbeing_fit_path
     answer, _, heavy = done.stdout.rpartition("HEAVY")
     assert heavy.strip() == "[]"
     assert json.loads(answer)["verdict"] == bt.diagnose.diagnose(wellbeing_fit).verdict
+
+
+def test_chi_squared_quantiles_equal_scipy():
+    from scipy import stats
+
+    for df in (1, 3, 7, 8, 15):
+        for p in (0.5, 1e-3, 1e-7):
+            assert convergence.chi2_isf(p, df) == pytest.approx(stats.chi2.isf(p, df), rel=1e-9)
+    values = np.random.default_rng(1).normal(size=(200, 4))
+    np.testing.assert_array_equal(convergence.average_ranks(values), stats.rankdata(values, axis=0))

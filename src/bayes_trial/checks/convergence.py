@@ -8,6 +8,7 @@ a fit passed its diagnostics before it answers, so these sit on the path of ever
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from statistics import NormalDist
 
@@ -27,11 +28,14 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     positions = np.broadcast_to(np.arange(n), rows.shape)
     starts = np.ones(rows.shape, dtype=bool)
     starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    ranks = np.empty(rows.shape)
+    if starts.all():  # continuous draws rarely tie: the rank is the position
+        np.put_along_axis(ranks, order, positions + 1.0, axis=1)
+        return ranks.T
     first = np.maximum.accumulate(np.where(starts, positions, 0), axis=1)
     ends = np.ones(rows.shape, dtype=bool)
     ends[:, :-1] = starts[:, 1:]
     last = np.minimum.accumulate(np.where(ends, positions, n - 1)[:, ::-1], axis=1)[:, ::-1]
-    ranks = np.empty(rows.shape)
     np.put_along_axis(ranks, order, (first + last) / 2 + 1, axis=1)
     return ranks.T
 
@@ -170,6 +174,38 @@ def summary_diagnostics(draws: np.ndarray) -> dict[str, np.ndarray]:
     for key, values in found.items():
         out[key][valid] = values
     return out
+
+
+def chi2_sf(x: float, df: int) -> float:
+    """P(X > x) for X chi-squared on a whole number `df` of degrees of freedom (closed form, no SciPy)."""
+    if x <= 0:
+        return 1.0
+    half = x / 2
+    if df % 2 == 0:
+        terms, term = 0.0, 1.0
+        for i in range(df // 2):
+            terms += term
+            term *= half / (i + 1)
+        return math.exp(-half) * terms
+    root = math.sqrt(x)
+    terms, term = 0.0, root
+    for i in range(1, (df - 1) // 2 + 1):
+        terms += term
+        term *= x / (2 * i + 1)
+    return math.erfc(root / math.sqrt(2)) + 2 * math.exp(-half) / math.sqrt(2 * math.pi) * terms
+
+
+def chi2_isf(p: float, df: int) -> float:
+    """The x with P(X > x) = p for X chi-squared on `df` (whole) degrees of freedom (`scipy.stats.chi2.isf`)."""
+    low, high = 0.0, float(df)
+    while chi2_sf(high, df) > p:
+        low, high = high, 2 * high
+    for _ in range(200):  # bisection to the last bit
+        middle = (low + high) / 2
+        if middle in (low, high):
+            break
+        low, high = (middle, high) if chi2_sf(middle, df) > p else (low, middle)
+    return (low + high) / 2
 
 
 def bfmi(energy: np.ndarray) -> np.ndarray:

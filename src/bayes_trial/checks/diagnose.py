@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_trial.checks.convergence import bfmi, summary_diagnostics
+from bayes_trial.checks.convergence import bfmi, chi2_isf, summary_diagnostics
 from bayes_trial.checks.convergence import rank_r_hat as _rank_r_hat
 from bayes_trial.core.errors import FitFileError, SpecError
 from bayes_trial.sampling.fit import Draws, Fit, load, with_log_likelihood
@@ -202,10 +202,8 @@ def person_level_max_r_hat(thresholds: Thresholds, levels: int, chains: int, dra
     chance (1.016 at 2 x 500), and that says nothing about the sampler; a term that did not mix
     exceeds this bound by far.
     """
-    from scipy import stats
-
     halves, length = 2 * chains, max(draws // 2, 1)
-    quantile = stats.chi2.isf(PERSON_LEVEL_ALPHA / max(levels, 1), halves - 1)
+    quantile = chi2_isf(PERSON_LEVEL_ALPHA / max(levels, 1), halves - 1)
     return max(thresholds.max_r_hat, 1 + (quantile / (halves - 1) - 1) / (2 * length))
 
 

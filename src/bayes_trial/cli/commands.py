@@ -319,6 +319,8 @@ def _query_hazard(fit, args: argparse.Namespace, diagnosis) -> int:
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """`bayes-trial diagnose`: the convergence verdict of a stored fit (exit 1 on FAIL)."""
+    if not args.plots and not args.sensitivity:  # those need ArviZ, PyMC and what they bring
+        _without_dask_arrays()
     from bayes_trial.checks import diagnose
     from bayes_trial.sampling.fit import load
 
