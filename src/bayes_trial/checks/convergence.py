@@ -24,19 +24,17 @@ def average_ranks(values: np.ndarray) -> np.ndarray:
     rows = np.ascontiguousarray(values.T)  # sorting along contiguous rows is several times faster
     order = np.argsort(rows, axis=1)
     ordered = np.take_along_axis(rows, order, axis=1)
-    n = rows.shape[1]
-    positions = np.broadcast_to(np.arange(n), rows.shape)
-    starts = np.ones(rows.shape, dtype=bool)
-    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    tied = np.zeros(rows.shape, dtype=bool)
+    tied[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    sorted_ranks = np.broadcast_to(np.arange(1.0, rows.shape[1] + 1), rows.shape).copy()
+    # Draws rarely tie (distances from the median do, in pairs): average the few tied runs one by one.
+    for row in np.flatnonzero(tied.any(axis=1)):
+        positions = np.flatnonzero(tied[row])
+        for run in np.split(positions, np.flatnonzero(np.diff(positions) > 1) + 1):
+            first, last = run[0] - 1, run[-1]
+            sorted_ranks[row, first:last + 1] = (first + last) / 2 + 1
     ranks = np.empty(rows.shape)
-    if starts.all():  # continuous draws rarely tie: the rank is the position
-        np.put_along_axis(ranks, order, positions + 1.0, axis=1)
-        return ranks.T
-    first = np.maximum.accumulate(np.where(starts, positions, 0), axis=1)
-    ends = np.ones(rows.shape, dtype=bool)
-    ends[:, :-1] = starts[:, 1:]
-    last = np.minimum.accumulate(np.where(ends, positions, n - 1)[:, ::-1], axis=1)[:, ::-1]
-    np.put_along_axis(ranks, order, (first + last) / 2 + 1, axis=1)
+    np.put_along_axis(ranks, order, sorted_ranks, axis=1)
     return ranks.T
 
 
