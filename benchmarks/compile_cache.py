@@ -30,11 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from big_survey import write
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent / "bayes-trial"
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Compiled models kept between processes"
+BEGIN, END = "<!-- compile_cache: begin -->", "<!-- compile_cache: end -->"
 SPECS = (("outflow", "register.csv"), ("wellbeing", "survey.csv"))
 COMPILE = re.compile(r"(compiled in|loaded from the disk cache in) ([0-9.]+) s")
 
@@ -79,7 +80,7 @@ def measure(folder: Path) -> list[dict]:
 
 
 def section(rows: list[dict]) -> str:
-    lines = [SECTION, "",
+    lines = [BEGIN, SECTION, "",
              "`python benchmarks/compile_cache.py`: four `bayes-trial fit` processes per bundled spec on the demo's",
              "nl7 data, one new compiled-model cache per spec (see the script's docstring). Machine: 2 cores, shared",
              f"with other work (load average at the start: {os.getloadavg()[0]:.1f}); read the ratios, not the seconds.",
@@ -93,18 +94,7 @@ def section(rows: list[dict]) -> str:
         warm = next(r for r in rows if r["spec"] == spec and r["run"] == "prior")
         lines.append(f"\n{spec}: a refit with a new prior in a new process took {warm['wall'] / cold['wall']:.2f}x the "
                      f"wall time of the first-ever fit, its compile step {warm['compile'] / cold['compile']:.2f}x.")
-    return "\n".join(lines) + "\n"
-
-
-def write(text: str) -> None:
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else ""
-    if SECTION in current:
-        head, rest = current.split(SECTION, 1)
-        tail = rest[rest.find("\n## "):] if "\n## " in rest else ""
-        current = head + text + tail
-    else:
-        current = current.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(current, encoding="utf-8")
+    return "\n".join([*lines, END])
 
 
 def main() -> None:
@@ -115,7 +105,7 @@ def main() -> None:
         text = section(measure(Path(tmp)))
     print(text)
     if not args.no_write:
-        write(text)
+        write(text, BEGIN, END)
 
 
 if __name__ == "__main__":

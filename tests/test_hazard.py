@@ -11,6 +11,7 @@ import copy
 import dataclasses
 from pathlib import Path
 
+import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
@@ -287,8 +288,8 @@ def test_new_town_curves_come_from_the_shared_new_town_posterior(hazard_fit):
     grid = persons.drop(columns=TRIALS).assign(
         arm=pd.Categorical(["intensive"] * len(persons), categories=hazard_fit.data["arm"].cat.categories, ordered=True),
         **hazard_family.time_columns(np.full(len(persons), first)))
-    predicted = hazard_fit.model.predict(query.new_town_posterior(hazard_fit, seed=7), kind="response_params",
-                                         data=grid, inplace=False)
+    new_town = az.InferenceData(posterior=query.new_town_posterior(hazard_fit, seed=7).posterior)
+    predicted = hazard_fit.model.predict(new_town, kind="response_params", data=grid, inplace=False)
     monthly = predicted.posterior[hazard_fit.model.family.likelihood.parent].stack(sample=("chain", "draw"))
     weights = persons[TRIALS].to_numpy(dtype=float)
     expected = monthly.transpose("sample", "__obs__").to_numpy() @ (weights / weights.sum())

@@ -252,6 +252,6 @@ def test_standardised_means_equal_the_row_by_row_average(request, fit_name, new_
     for assign, mean in zip(assignments, means):
         copy = frame.copy()
         copy["arm"] = pd.Categorical([assign["arm"]] * len(frame), categories=frame["arm"].cat.categories, ordered=True)
-        rows = bt.fit.expected_response(fit, idata, copy, random_seed=fit.spec.sampler["seed"])
+        rows = bt.fit.expected_response(fit, idata, copy)
         expected = rows.stack(sample=("chain", "draw")).transpose("sample", "__obs__").to_numpy() @ weights / weights.sum()
         np.testing.assert_allclose(mean, expected, rtol=1e-10, atol=1e-12)

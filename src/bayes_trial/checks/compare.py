@@ -200,7 +200,8 @@ def held_out_log_density(train: Fit, held_out: pd.DataFrame) -> np.ndarray:
         observed = held_out[train.prepared.response].to_numpy(dtype=float)
         draws = norm.logpdf(observed, mean, sd[..., None]).reshape(-1, len(held_out))
     else:
-        predicted = train.model.predict(posterior, kind="response_params", data=rows, inplace=False, sample_new_groups=True)
+        predicted = train.model.predict(az.InferenceData(posterior=posterior.posterior), kind="response_params", data=rows,
+                                        inplace=False, sample_new_groups=True)
         log_lik = train.model.family.log_likelihood(train.model, predicted.posterior, held_out)
         draws = log_lik.stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy().reshape(-1, len(held_out))
     return logsumexp(draws, axis=0) - np.log(draws.shape[0])

@@ -5,6 +5,10 @@ al. 2021 for rank-normalised R-hat and bulk/tail ESS; Betancourt 2017 for diverg
 tree depth), with one-line reasons and the worst parameters. `sensitivity` adds power-scaling
 prior/likelihood sensitivity (Kallioinen et al. 2023, `arviz.psens`). Participant-level effects
 count towards the verdict but are reported as one row per term: their labels are participant ids.
+
+The verdict needs only the draws and sampler statistics (`checks.convergence`, numpy): `diagnose`
+imports neither ArviZ nor PyMC. Sensitivity (PyMC for the log prior, ArviZ's `psens`) and the plots
+(ArviZ) import them when asked for.
 """
 
 from __future__ import annotations
@@ -16,15 +20,19 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayes_trial.checks.convergence import bfmi, chi2_isf, summary_diagnostics
+from bayes_trial.checks.convergence import rank_r_hat as _rank_r_hat
 from bayes_trial.core.errors import FitFileError, SpecError
-from bayes_trial.sampling.fit import Fit, load, with_log_likelihood
+from bayes_trial.sampling.fit import Draws, Fit, load, with_log_likelihood
+
+if TYPE_CHECKING:
+    import arviz as az
 
 PERSON_ID = "participant_id"
 SAMPLE_DIMS = ("chain", "draw")
@@ -54,15 +62,22 @@ class Thresholds:
         return self.min_ess_per_chain * chains
 
 
-def _as_idata(fit_or_idata: Fit | az.InferenceData | str | os.PathLike) -> az.InferenceData:
+def _as_draws(fit_or_idata: Draws | Fit | az.InferenceData | str | os.PathLike) -> Draws:
+    """The posterior of a fit, fit file or InferenceData, with its sampler statistics (`Draws`)."""
     if isinstance(fit_or_idata, (str, os.PathLike)):
         fit_or_idata = load(fit_or_idata)
-    idata = fit_or_idata.idata if isinstance(fit_or_idata, Fit) else fit_or_idata
-    if not isinstance(idata, az.InferenceData):
+    if isinstance(fit_or_idata, Draws):
+        return fit_or_idata
+    if isinstance(fit_or_idata, Fit):
+        posterior, stats = fit_or_idata.group("posterior"), fit_or_idata.group("sample_stats")
+    elif hasattr(fit_or_idata, "groups"):
+        posterior = fit_or_idata.posterior if "posterior" in fit_or_idata.groups() else None
+        stats = fit_or_idata.sample_stats if "sample_stats" in fit_or_idata.groups() else None
+    else:
         raise TypeError(f"expected a Fit, an InferenceData or a fit file, got {type(fit_or_idata).__name__}")
-    if "posterior" not in idata.groups():
+    if posterior is None:
         raise FitFileError("the inference data have no posterior group: nothing to diagnose")
-    return idata
+    return Draws(posterior, xr.Dataset() if stats is None else stats)
 
 
 def _parameters(posterior: xr.Dataset, var_names: list[str] | None) -> xr.Dataset:
@@ -112,19 +127,19 @@ def _element_table(parameters: xr.Dataset) -> pd.DataFrame:
             r_hat = rank_r_hat(draws)
             frames[-1]["r_hat"] = r_hat
             chosen = _summarised_levels(r_hat)
-            computed = az.summary(xr.Dataset({name: (("chain", "draw", "level"), draws[:, :, chosen])}),
-                                  kind="diagnostics", round_to="none")
+            computed = summary_diagnostics(draws[:, :, chosen])
             for key in DIAGNOSTICS[1:]:
                 frames[-1][key] = np.nan
-                frames[-1].loc[chosen, key] = computed[key].to_numpy(dtype=float)
+                frames[-1].loc[chosen, key] = computed[key]
     table = pd.concat(frames, ignore_index=True)
     small = [name for name in parameters.data_vars if name not in large]
     if small:
-        # arviz.summary, not arviz.mcse: with numba installed, mcse(method="sd") fails on numpy 2.x.
-        computed = az.summary(parameters[small], kind="diagnostics", round_to="none")
+        columns = [parameters[name].transpose(*SAMPLE_DIMS, ...).to_numpy().reshape(
+            parameters.sizes["chain"], parameters.sizes["draw"], -1) for name in small]
+        computed = summary_diagnostics(np.concatenate(columns, axis=-1))
         rows = table["variable"].isin(small).to_numpy()
         for key in DIAGNOSTICS:
-            table.loc[rows, key] = computed[key].to_numpy(dtype=float)
+            table.loc[rows, key] = computed[key]
     return table
 
 
@@ -143,32 +158,10 @@ def _summarised_levels(r_hat: np.ndarray) -> np.ndarray:
 def rank_r_hat(draws: np.ndarray, chunk: int = 2000) -> np.ndarray:
     """ArviZ's rank-normalised split R-hat (Vehtari et al. 2021) of each column of (chain, draw, K) draws.
 
-    The same numbers as `arviz.rhat(method="rank")`, for all columns at once, `chunk` columns at a time.
+    The same numbers as `arviz.rhat(method="rank")` (`convergence.rank_r_hat`), `chunk` columns at a time.
     """
-    from scipy import special, stats
-
-    chains, n_draws, columns = draws.shape
-    half = n_draws // 2
-    if chains < 2 or half < 2:
-        return np.full(columns, np.nan)
-
-    def z_scale(values):
-        flat = values.reshape(-1, values.shape[-1])
-        ranks = stats.rankdata(flat, axis=0, method="average")
-        return special.ndtri((ranks - 3 / 8) / (len(flat) + 1 / 4)).reshape(values.shape)  # norm.ppf, without its overhead
-
-    def r_hat(values):
-        between = half * values.mean(axis=1).var(axis=0, ddof=1)
-        within = values.var(axis=1, ddof=1).mean(axis=0)
-        return np.sqrt((between / within + half - 1) / half)
-
-    out = np.empty(columns)
-    for start in range(0, columns, chunk):
-        part = draws[:, :, start:start + chunk]
-        split = np.concatenate([part[:, :half], part[:, -half:]], axis=0)
-        folded = np.abs(split - np.median(split.reshape(-1, split.shape[-1]), axis=0))
-        out[start:start + chunk] = np.maximum(r_hat(z_scale(split)), r_hat(z_scale(folded)))
-    return out
+    return np.concatenate([_rank_r_hat(draws[:, :, start:start + chunk])
+                           for start in range(0, draws.shape[-1], chunk)]) if draws.shape[-1] else np.empty(0)
 
 
 def _collapse_person_level(table: pd.DataFrame, max_r_hat: float) -> pd.DataFrame:
@@ -191,7 +184,7 @@ def _collapse_person_level(table: pd.DataFrame, max_r_hat: float) -> pd.DataFram
     return pd.concat(rows, ignore_index=True)
 
 
-def _diagnostic_table(idata: az.InferenceData, var_names: list[str] | None = None,
+def _diagnostic_table(idata: Draws | az.InferenceData, var_names: list[str] | None = None,
                       thresholds: Thresholds | None = None) -> pd.DataFrame:
     return _collapse_person_level(_element_table(_parameters(idata.posterior, var_names)),
                                   (thresholds or Thresholds()).max_r_hat)
@@ -209,10 +202,8 @@ def person_level_max_r_hat(thresholds: Thresholds, levels: int, chains: int, dra
     chance (1.016 at 2 x 500), and that says nothing about the sampler; a term that did not mix
     exceeds this bound by far.
     """
-    from scipy import stats
-
     halves, length = 2 * chains, max(draws // 2, 1)
-    quantile = stats.chi2.isf(PERSON_LEVEL_ALPHA / max(levels, 1), halves - 1)
+    quantile = chi2_isf(PERSON_LEVEL_ALPHA / max(levels, 1), halves - 1)
     return max(thresholds.max_r_hat, 1 + (quantile / (halves - 1) - 1) / (2 * length))
 
 
@@ -225,7 +216,7 @@ def summary(idata: Fit | az.InferenceData, var_names: list[str] | None = None) -
 
     Like `arviz.summary(kind="diagnostics")`, unrounded; participant-level terms as one row each.
     """
-    return _public(_diagnostic_table(_as_idata(idata), var_names))
+    return _public(_diagnostic_table(_as_draws(idata), var_names))
 
 
 def _first_present(stats: xr.Dataset, names: tuple[str, ...]) -> xr.DataArray | None:
@@ -234,15 +225,14 @@ def _first_present(stats: xr.Dataset, names: tuple[str, ...]) -> xr.DataArray | 
 
 def sampler_stats(idata: Fit | az.InferenceData) -> pd.DataFrame:
     """Per chain: draws, divergences, E-BFMI, share of draws at the maximum tree depth, step size."""
-    idata = _as_idata(idata)
-    posterior = idata.posterior
+    draws = _as_draws(idata)
+    posterior, stats = draws.posterior, draws.sample_stats
     chains = posterior["chain"].to_numpy()
     table = pd.DataFrame({"chain": chains, "draws": posterior.sizes["draw"]})
-    stats = idata.sample_stats if "sample_stats" in idata.groups() else xr.Dataset()
     if "diverging" in stats:
         table["divergences"] = stats["diverging"].sum("draw").to_numpy().astype(int)
     if "energy" in stats:
-        table["e_bfmi"] = az.bfmi(idata)
+        table["e_bfmi"] = bfmi(stats["energy"].transpose(*SAMPLE_DIMS).to_numpy())
     saturated = _first_present(stats, _MAX_DEPTH_REACHED)
     if saturated is not None:
         table["tree_depth_saturation"] = saturated.astype(float).mean("draw").to_numpy()
@@ -412,7 +402,7 @@ def diagnose(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, threshold
     """
     thresholds = thresholds or Thresholds()
     fit = load(fit_or_idata) if isinstance(fit_or_idata, (str, os.PathLike)) else fit_or_idata
-    idata = _as_idata(fit)
+    idata = _as_draws(fit)
     table = _diagnostic_table(idata, thresholds=thresholds)
     chains_table = sampler_stats(idata)
     n_chains, n_draws = idata.posterior.sizes["chain"], idata.posterior.sizes["draw"]
@@ -440,7 +430,7 @@ def prior_parameters(fit: Fit) -> list[str]:
 
     Centred participant effects would be free variables too; they are left out (their labels are ids).
     """
-    posterior = fit.idata.posterior
+    posterior = fit.posterior
     return [rv.name for pymc_model in fit.prior_models for rv in pymc_model.free_RVs
             if rv.name in posterior and not _is_person_level(posterior[rv.name])]
 
@@ -453,10 +443,11 @@ def log_prior(fit: Fit, var_names: list[str] | None = None) -> xr.Dataset:
     a value for every free variable, so they are filled with zeros: the log densities asked for do
     not depend on them.
     """
+    import arviz as az
     import pymc as pm
 
     names = var_names or prior_parameters(fit)
-    posterior = fit.idata.posterior
+    posterior = fit.posterior
     parts = []
     for pymc_model in fit.prior_models:
         own = [rv.name for rv in pymc_model.free_RVs if rv.name in names]
@@ -490,14 +481,16 @@ def sensitivity(fit: Fit, var_names: list[str] | None = None) -> pd.DataFrame:
     Both above 0.05: the prior and the data disagree (prior-data conflict). Prior sensitive while
     the likelihood is not: the prior dominates a weak likelihood (as with few municipalities).
     """
+    import arviz as az
+
     names = var_names or prior_parameters(fit)
-    idata = az.InferenceData(posterior=fit.idata.posterior[names], log_likelihood=with_log_likelihood(fit).log_likelihood,
+    idata = az.InferenceData(posterior=fit.posterior[names], log_likelihood=with_log_likelihood(fit).log_likelihood,
                              log_prior=log_prior(fit, names))
     prior = az.psens(idata, component="prior", var_names=names)
     likelihood = az.psens(idata, component="likelihood", var_names=names)
     rows = []
     for name in names:
-        labels = _element_labels(name, fit.idata.posterior[name])
+        labels = _element_labels(name, fit.posterior[name])
         for label, p, lik in zip(labels, np.asarray(prior[name]).ravel(), np.asarray(likelihood[name]).ravel()):
             rows.append({"parameter": label, "prior": float(p), "likelihood": float(lik),
                          "diagnosis": _sensitivity_label(p, lik)})
@@ -510,7 +503,7 @@ def _sensitivity_warnings(table: pd.DataFrame) -> list[str]:
             for diagnosis, block in flagged.groupby("diagnosis", sort=True)]
 
 
-def _plot_dataset(idata: az.InferenceData, rows: pd.DataFrame) -> xr.Dataset:
+def _plot_dataset(idata: Draws, rows: pd.DataFrame) -> xr.Dataset:
     """The draws of the chosen elements, one (chain, draw) variable each, named by their label."""
     posterior = idata.posterior
     data = {}
@@ -526,11 +519,12 @@ def plot_diagnostics(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, o
 
     The energy plot is left out when the sampler stored no energy (not a Hamiltonian sampler).
     """
+    import arviz as az
     from matplotlib.figure import Figure
 
     from bayes_trial.plots.figures import save_figure
 
-    idata = _as_idata(fit_or_idata)
+    idata = _as_draws(fit_or_idata)
     out_dir = Path(out_dir)
     table = _diagnostic_table(idata)
     chosen = _worst(table, worst)
@@ -566,11 +560,11 @@ def plot_diagnostics(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, o
     fig.suptitle("Trace plots of the parameters with the worst R-hat or ESS", fontsize=10)
     written += save_figure(fig, out_dir, "diagnostics_trace")
 
-    if "energy" not in idata.get("sample_stats", xr.Dataset()):
+    if "energy" not in idata.sample_stats:
         return written
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
-    az.plot_energy(idata, ax=ax, legend=True)
+    az.plot_energy(az.InferenceData(sample_stats=idata.sample_stats), ax=ax, legend=True)
     ax.set_title("Energy: transition narrower than marginal means poor exploration (low E-BFMI)", fontsize=10)
     ax.set_xlabel("energy (centred)")
     written += save_figure(fig, out_dir, "diagnostics_energy")

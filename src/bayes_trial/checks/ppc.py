@@ -60,7 +60,7 @@ def posterior_predictive(fit: Fit, *, max_draws: int = MAX_DRAWS, seed: int | No
     # participant intercepts from the posterior), which keeps Bambi's rows x levels products small;
     # the family then draws the replicates as Bambi's own `predict(kind="response")` would.
     idata = thinned.copy()
-    idata.posterior[model.family.likelihood.parent] = expected_response(fit, thinned, fit.data, random_seed=seed)
+    idata.posterior[model.family.likelihood.parent] = expected_response(fit, thinned, fit.data)
     variable = get_aliased_name(model.response_component.term)
     replicated = model.family.posterior_predictive(model=model, posterior=idata.posterior, random_seed=seed,
                                                    data=fit.data)

@@ -366,7 +366,7 @@ def _prior_fit_without_participant_term(spec: ModelSpec, prepared: model_mod.Pre
         dims=("chain", "draw", PARTICIPANT_DIM), coords={PARTICIPANT_DIM: levels})
     fit = Fit(spec, prepared, az.InferenceData(posterior=parameters), {"prior_notes": notes, "seed": seed})
     fit.__dict__["other_terms"] = other
-    mean = expected_response(fit, fit.idata, prepared.data, random_seed=seed).isel(chain=0).transpose("draw", "__obs__")
+    mean = expected_response(fit, fit.idata, prepared.data).isel(chain=0).transpose("draw", "__obs__")
     predicted = mean.to_numpy() + parameters["sigma"].to_numpy()[0][:, None] * rng.standard_normal(mean.shape)
     fit.idata.add_groups(prior_predictive=xr.Dataset(
         {prepared.response: (("chain", "draw", "__obs__"), predicted[np.newaxis])}))

@@ -196,8 +196,24 @@ def _answer_wave_line(fit, args: argparse.Namespace, table) -> str | None:
             if answered else None)
 
 
+def _without_dask_arrays() -> None:
+    """Keep dask and sparse out of a process that answers from stored draws (unless already in it).
+
+    xarray checks new arrays against dask's and sparse's array types, and with those installed the
+    check imports dask.array, sparse and through it numba and SciPy: 1.3 s of a query's start on a
+    loaded 2-core machine, for arrays that no answer makes. Marked absent (and xarray's record of
+    what is installed cleared), xarray skips them as if they were not installed.
+    """
+    from xarray.namedarray import utils
+
+    for name in ("dask", "sparse"):
+        sys.modules.setdefault(name, None)
+    getattr(utils.module_available, "cache_clear", lambda: None)()  # an xarray without the cache looks afresh
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     """`bayes-trial query`: the posterior probability of a hypothesis, per wave, month or town."""
+    _without_dask_arrays()
     from bayes_trial.checks import diagnose
     from bayes_trial.estimands import query
     from bayes_trial.sampling.fit import load
@@ -348,6 +364,8 @@ def _format_what_if(table, interval: float) -> str:
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """`bayes-trial diagnose`: the convergence verdict of a stored fit (exit 1 on FAIL)."""
+    if not args.plots and not args.sensitivity:  # those need ArviZ, PyMC and what they bring
+        _without_dask_arrays()
     from bayes_trial.checks import diagnose
     from bayes_trial.sampling.fit import load
 

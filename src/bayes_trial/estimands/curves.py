@@ -64,11 +64,11 @@ def curve_draws(fit: Fit, persons: pd.DataFrame | None = None, *, new_town: bool
     grid = persons.drop(columns=TRIALS).iloc[np.repeat(np.arange(len(persons)), grid_months.size)].reset_index(drop=True)
     for name, values in time_columns(np.tile(grid_months, len(persons))).items():
         grid[name] = values
-    idata = new_town_posterior(fit, seed=seed) if new_town else fit.idata
+    draws = new_town_posterior(fit, seed=seed) if new_town else fit.posterior
     curves = {}
     for arm in arms or arm_names(fit):
         grid["arm"] = pd.Categorical([arm] * len(grid), categories=arm_names(fit), ordered=True)
-        hazard = expected_response(fit, idata, grid).stack(sample=("chain", "draw"))
+        hazard = expected_response(fit, draws, grid).stack(sample=("chain", "draw"))
         hazard = hazard.transpose("sample", "__obs__").to_numpy()
         incidence = 1 - np.cumprod(1 - hazard.reshape(-1, len(persons), grid_months.size), axis=2)
         curves[arm] = np.einsum("spm,p->sm", incidence, weights / weights.sum())

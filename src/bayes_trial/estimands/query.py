@@ -19,7 +19,7 @@ import pandas as pd
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.summaries import DEFAULT_INTERVAL, MIN_CELL, MIN_CELL_FLOOR, interval_texts, summarise_draws  # noqa: F401  (part of this module's API)
 from bayes_trial.modelling.frames import ID_COLUMNS, TRIALS
-from bayes_trial.sampling.fit import Fit, mean_expected_response
+from bayes_trial.sampling.fit import Draws, Fit, mean_expected_response
 
 def population(fit: Fit) -> pd.DataFrame:
     """The persons (or binomial cells) over which predictions are averaged: one row per participant."""
@@ -47,7 +47,7 @@ def is_new_town(value) -> bool:
 
 def town_terms(fit: Fit) -> list[str]:
     """Posterior names of the group effects that belong to a town: its level, its arm effects, its consultants."""
-    posterior = fit.idata.posterior
+    posterior = fit.posterior
     return sorted(name for name in posterior.data_vars
                   if "|" in name and not name.endswith("_sigma") and f"{name}_sigma" in posterior
                   and "municipality" in name.split("|", 1)[1])
@@ -111,8 +111,8 @@ def new_town_posterior(fit: Fit, *, seed: int | None = None):
 
     Returns
     -------
-    arviz.InferenceData
-        A copy of ``fit.idata`` with the town effects replaced.
+    Draws
+        A copy of the fit's posterior with the town effects replaced.
 
     Raises
     ------
@@ -125,7 +125,7 @@ def new_town_posterior(fit: Fit, *, seed: int | None = None):
     if problem:
         raise SpecError(f"query: {problem}")
     rng = np.random.default_rng(_seed(fit) if seed is None else seed)
-    posterior = fit.idata.posterior.copy()
+    posterior = fit.posterior.copy()
     for name in town_terms(fit):
         values = posterior[name]
         factor_dim = next(d for d in values.dims if d.endswith("__factor_dim"))
@@ -137,9 +137,7 @@ def new_town_posterior(fit: Fit, *, seed: int | None = None):
         fresh = (standard * posterior[f"{name}_sigma"]).isel(new_level=xr.DataArray(index, dims=factor_dim))
         posterior[name] = fresh.drop_vars("new_level", errors="ignore").assign_coords(
             {factor_dim: values[factor_dim]}).transpose(*values.dims)
-    idata = fit.idata.copy()
-    idata.posterior = posterior
-    return idata
+    return Draws(posterior)
 
 
 def _outcome_scale(fit: Fit, values):
@@ -167,8 +165,8 @@ def standardised_means(fit: Fit, assignments: list[dict], frame: pd.DataFrame | 
                        new_groups: bool = False) -> list[np.ndarray]:
     """Draws of the weighted mean expected outcome over `frame`, once per dict of column values.
 
-    All counterfactual copies go through one `predict` call: Bambi's per-call overhead (design
-    matrices, graph evaluation) dominates otherwise. With `new_groups`, the persons of `frame`
+    All counterfactual copies are evaluated together, each distinct formula pattern once
+    (`sampling.fit.mean_expected_response`). With `new_groups`, the persons of `frame`
     live in one new town (`new_town_posterior`), the same for every assignment; an assignment
     of municipality "new" is then implied and ignored.
     """
@@ -176,10 +174,10 @@ def standardised_means(fit: Fit, assignments: list[dict], frame: pd.DataFrame | 
     if new_groups:
         assignments = [{k: v for k, v in a.items() if not (k == "municipality" and is_new_town(v))} for a in assignments]
     copies = _counterfactual_copies(fit, frame, assignments)
-    idata = new_town_posterior(fit) if new_groups else fit.idata
+    draws = new_town_posterior(fit) if new_groups else Draws(fit.posterior)
     groups = np.repeat(np.arange(len(assignments)), len(frame))
     weights = np.tile(_weights(fit, frame), len(assignments))
-    means = _outcome_scale(fit, mean_expected_response(fit, idata, copies, groups, weights, random_seed=_seed(fit)))
+    means = _outcome_scale(fit, mean_expected_response(fit, draws, copies, groups, weights))
     draws = means.stack(sample=("chain", "draw")).transpose("sample", "group").to_numpy()
     return list(draws.T)
 
@@ -256,12 +254,12 @@ def wave_effects(fit: Fit, interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
 
 def residual_variance(fit: Fit) -> np.ndarray | float:
     """Observation-level variance on the latent (link) scale, for variance shares."""
-    return fit.family.latent_variance(fit.idata.posterior, fit.data[fit.spec.outcome])
+    return fit.family.latent_variance(fit.posterior, fit.data[fit.spec.outcome])
 
 
 def variance_components(fit: Fit, interval: float = DEFAULT_INTERVAL) -> pd.DataFrame:
     """Standard deviations of the group effects (link scale) and the consultant share of variance."""
-    posterior = fit.idata.posterior
+    posterior = fit.posterior
     rows = []
     intercept_variances = {}
     for name in sorted(v for v in posterior.data_vars if v.endswith("_sigma") and "|" in v):

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 #: Column of model rows that holds the number of binomial trials (persons or persons at risk).
 TRIALS = "n_trials"
@@ -22,6 +23,19 @@ TRIALS = "n_trials"
 IMPLAUSIBLE_PP = 30.0
 IMPLAUSIBLE_RANGE_SHARE = 0.3
 IMPLAUSIBLE_SDS = 2.0
+
+#: Smallest distance of a probability from 0 and 1, as Bambi keeps its inverse-logit results.
+_UNIT_EPS = np.finfo(float).eps
+
+
+def expit(eta: np.ndarray) -> np.ndarray:
+    """The inverse logit, kept inside (0, 1) as Bambi's `expit` keeps it (no SciPy import)."""
+    return np.clip(1 / (1 + np.exp(-eta)), _UNIT_EPS, 1 - _UNIT_EPS)
+
+
+#: Each link's inverse: from the linear predictor to the likelihood's parent parameter.
+INVERSE_LINKS: dict[str, Callable[[np.ndarray], np.ndarray]] = {"identity": lambda eta: eta, "logit": expit,
+                                                                  "log": np.exp}
 
 #: A posterior predictive test statistic: (replicated or observed values [..., rows], weights [rows]) -> [...].
 Statistic = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -158,6 +172,29 @@ class Family:
         Families whose response is a distribution over categories reduce it to the mean value.
         """
         return values
+
+    def response_parameter(self, eta: np.ndarray, posterior, response: str,
+                           categories: np.ndarray | None) -> xr.DataArray:
+        """The likelihood's parent parameter (a mean, probability or category probabilities) per row and draw.
+
+        Parameters
+        ----------
+        eta
+            Draws of the linear predictor, an array (chain, draw, rows) (`sampling.predictor`).
+        posterior
+            The posterior the draws come from (thresholds, for families that have them).
+        response
+            The outcome's name in the model (names a category dimension).
+        categories
+            The outcome's categories, for families with a distribution over categories.
+
+        Returns
+        -------
+        xarray.DataArray
+            Dims chain, draw, ``__obs__`` (and a category dimension): the numbers of Bambi's
+            ``predict(kind="response_params")``.
+        """
+        return xr.DataArray(INVERSE_LINKS[self.link](eta), dims=("chain", "draw", "__obs__"))
 
     def latent_variance(self, posterior, outcome: pd.Series) -> np.ndarray | float:
         """Observation-level variance on the latent (link) scale, for variance shares."""

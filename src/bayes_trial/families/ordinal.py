@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
-from bayes_trial.families.base import Family, Statistic, mean_statistic, sd_statistic, share_statistic
+from bayes_trial.families.base import INVERSE_LINKS, Family, Statistic, mean_statistic, sd_statistic, share_statistic
 
 
 class Ordinal(Family):
@@ -27,6 +28,14 @@ class Ordinal(Family):
         category_dim = [d for d in values.dims if d not in ("chain", "draw", "__obs__", "group")][0]
         weights = values[category_dim].copy(data=np.asarray(categories, dtype=float))
         return (values * weights).sum(category_dim)
+
+    def response_parameter(self, eta, posterior, response, categories) -> xr.DataArray:
+        # Bambi's cumulative family: P(Y <= k) = F(threshold_k - eta); category k's probability is the step.
+        threshold = posterior["threshold"].transpose("chain", "draw", ...).to_numpy()
+        below = INVERSE_LINKS[self.link](threshold[:, :, None, :] - eta[..., None])
+        steps = np.concatenate([below[..., :1], np.diff(below, axis=-1), 1 - below[..., -1:]], axis=-1)
+        return xr.DataArray(steps, dims=("chain", "draw", "__obs__", f"{response}_dim"),
+                            coords={f"{response}_dim": categories})
 
     def ppc_statistics(self, spec, categories: np.ndarray | None) -> dict[str, Statistic]:
         low, high = float(categories[0]), float(categories[-1])

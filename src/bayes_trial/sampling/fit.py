@@ -4,6 +4,11 @@ A stored fit is one netCDF InferenceData file: posterior, sample_stats, observed
 log_likelihood, and the model-ready data in `constant_data`; the posterior group's attributes carry
 the full spec, a hash of the data, package versions and the sampler settings. `load` gives back a
 `Fit` that can be queried or refitted without the original spec or data files.
+
+Answers need only the posterior and the data: `load` reads those two groups with xarray, and the
+expected outcomes of `expected_response` are evaluated from the draws by `sampling.predictor`, so a
+query imports neither PyMC, Bambi nor ArviZ. The other groups (sample statistics, log-likelihood)
+are read, as an ArviZ InferenceData, when something asks for `Fit.idata`.
 """
 
 from __future__ import annotations
@@ -19,9 +24,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -33,8 +37,11 @@ from bayes_trial.families import registry
 from bayes_trial.families.base import Family
 from bayes_trial.modelling import frames as model_mod
 from bayes_trial.modelling.spec import ModelSpec, Prior, parse_prior, spec_from_json
-from bayes_trial.sampling import build as bambi_build
-from bayes_trial.sampling.build import stored_variables
+from bayes_trial.sampling.predictor import (PARTICIPANT, PARTICIPANT_DIM, PARTICIPANT_TERM, formula_terms,
+                                            linear_predictor)
+
+if TYPE_CHECKING:
+    import arviz as az
 
 ATTR = "bayes_trial"
 # pip-installed PyTensor warns on every import that it found no optimised BLAS; it is noise for users.
@@ -42,14 +49,83 @@ logging.getLogger("pytensor.tensor.blas").setLevel(logging.ERROR)
 PACKAGES = ("bayes-trial", "pymc", "pytensor", "bambi", "arviz", "nutpie", "numpy", "pandas", "xarray")
 
 
-@dataclass
-class Fit:
-    """A fitted model: spec, model-ready data and the InferenceData."""
+class _StoredGroups:
+    """The groups of a fit file, each read (with xarray) when first asked for."""
 
-    spec: ModelSpec
-    prepared: model_mod.PreparedData
-    idata: az.InferenceData
-    info: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, path: Path, names: list[str], loaded: dict[str, xr.Dataset]):
+        self.path, self.names, self.loaded = path, names, loaded
+        self.stamp = _file_stamp(path)
+
+    def group(self, name: str) -> xr.Dataset | None:
+        """The group `name` (None if the file has none)."""
+        if name not in self.loaded and name in self.names:
+            if not self.path.exists() or _file_stamp(self.path) != self.stamp:
+                raise FitFileError(f"{self.path}: the fit file changed after it was loaded; load it again")
+            try:
+                self.loaded.update(_read_groups(self.path, [name])[1])
+            except Exception as exc:  # netCDF/HDF5 raise many types for damaged files
+                raise FitFileError(f"{self.path}: not a readable fit file (damaged {name}: "
+                                   f"{exc.__class__.__name__})") from None
+        return self.loaded.get(name)
+
+    def inference_data(self) -> az.InferenceData:
+        import arviz as az
+
+        return az.InferenceData(**{name: self.group(name) for name in self.names})
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int]:
+    status = path.stat()
+    return status.st_size, status.st_mtime_ns, status.st_ino
+
+
+def _read_groups(path: Path, names: list[str]) -> tuple[list[str], dict[str, xr.Dataset]]:
+    """The names of a netCDF file's groups and the named ones read into memory; the file is closed again."""
+    with xr.open_datatree(path) as tree:
+        return list(tree.children), {name: tree[name].to_dataset().load() for name in names if name in tree.children}
+
+
+class Fit:
+    """A fitted model: spec, model-ready data and the draws.
+
+    Parameters
+    ----------
+    spec, prepared, idata, info
+        The spec, its model-ready data, the InferenceData (None for a stored fit whose other groups
+        are read when `idata` is first asked for) and the stored records.
+    stored
+        For `load`: the file's groups and those already read (the posterior and the data).
+    """
+
+    def __init__(self, spec: ModelSpec, prepared: model_mod.PreparedData, idata: az.InferenceData | None = None,
+                 info: dict[str, Any] | None = None, *, stored: _StoredGroups | None = None):
+        self.spec, self.prepared, self.info = spec, prepared, info if info is not None else {}
+        self._idata, self._stored = idata, stored
+
+    def __repr__(self) -> str:
+        return f"<Fit {self.spec.name}: {self.prepared.formula} ({self.prepared.family}), {len(self.data)} rows>"
+
+    @property
+    def idata(self) -> az.InferenceData:
+        """The ArviZ InferenceData (a stored fit reads its remaining groups now)."""
+        if self._idata is None:
+            self._idata = self._stored.inference_data()
+        return self._idata
+
+    @idata.setter
+    def idata(self, value: az.InferenceData) -> None:
+        self._idata = value
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        """The posterior draws, without reading the rest of a stored fit or importing ArviZ."""
+        return self.group("posterior")
+
+    def group(self, name: str) -> xr.Dataset | None:
+        """One group of the draws (``posterior``, ``sample_stats``, ...) as xarray, None if absent; no ArviZ."""
+        if self._idata is None:
+            return self._stored.group(name)
+        return getattr(self._idata, name) if name in self._idata.groups() else None
 
     @cached_property
     def used_spec(self) -> ModelSpec:
@@ -73,6 +149,8 @@ class Fit:
     @cached_property
     def model(self):
         """The Bambi model, rebuilt from the stored spec (its resolved priors) and data (no sampling)."""
+        from bayes_trial.sampling import build as bambi_build
+
         return bambi_build.build(self.used_spec, self.prepared)
 
     @cached_property
@@ -124,33 +202,44 @@ class Fit:
         return None
 
 
-def expected_response(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, *,
-                      random_seed: int | None = None) -> xr.DataArray:
+@dataclass(frozen=True)
+class Draws:
+    """Posterior draws as answers and diagnostics use them: the groups of an InferenceData, without ArviZ."""
+
+    posterior: xr.Dataset
+    sample_stats: xr.Dataset = field(default_factory=xr.Dataset)
+
+
+def _posterior(draws) -> xr.Dataset:
+    return draws.posterior if hasattr(draws, "posterior") else draws
+
+
+def expected_response(fit: Fit, draws, data: pd.DataFrame) -> xr.DataArray:
     """Posterior draws of the likelihood's parent parameter (the mean, or category probabilities) per row.
+
+    Evaluated from the draws (`sampling.predictor`, `Family.response_parameter`): the numbers of
+    Bambi's ``predict(kind="response_params")`` without building the model.
 
     Parameters
     ----------
     fit
-        The fit whose model predicts.
-    idata
-        Its posterior, or a changed copy (e.g. `query.new_town_posterior`).
+        The fit whose formula and family predict.
+    draws
+        Its posterior (a Dataset, or anything with a ``posterior``: `Fit.idata`, or a changed copy
+        such as `query.new_town_posterior`'s).
     data
         Rows to predict, in the columns of ``fit.data``; on the fast Gaussian path their
         participants must be the fit's own.
-    random_seed
-        Passed to Bambi's `predict`.
 
     Returns
     -------
     xarray.DataArray
         Dims chain, draw, ``__obs__`` (and a category dim for ordinal models).
     """
-    from bayes_trial.sampling.fastpaths import PARTICIPANT, PARTICIPANT_DIM
-
-    model, _, predicted, row_pattern = _pattern_predictions(fit, idata, data, random_seed)
+    posterior = _posterior(draws)
+    predicted, row_pattern, intercepts = _pattern_predictions(fit, posterior, data)
     values = predicted.isel(__obs__=xr.DataArray(row_pattern, dims="__obs__"))
     values = values.assign_coords(__obs__=np.arange(len(data)))
-    intercepts = _added_intercepts(fit, idata, model)
     if intercepts is not None:
         persons = xr.DataArray(data[PARTICIPANT].astype(str).to_numpy(), dims="__obs__")
         values = values + intercepts.sel({PARTICIPANT_DIM: persons}).drop_vars(PARTICIPANT_DIM).assign_coords(
@@ -158,19 +247,21 @@ def expected_response(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, *,
     return values
 
 
-def mean_expected_response(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, groups: np.ndarray,
-                           weights: np.ndarray, *, random_seed: int | None = None) -> xr.DataArray:
+def mean_expected_response(fit: Fit, draws, data: pd.DataFrame, groups: np.ndarray,
+                           weights: np.ndarray) -> xr.DataArray:
     """Draws of the weighted mean of `expected_response` over the rows of each group.
 
     The same numbers as averaging `expected_response` (up to float rounding), without its rows x draws
-    array: a row's mean is its formula pattern's prediction plus (on the fast Gaussian path) its
+    array: a row's mean is its formula pattern's prediction plus (for an identity link) its
     participant's intercept, so each group's mean is a weighted sum over patterns and over persons.
     For 4 counterfactual copies of 100,000 persons and 4,000 draws that array alone was 12.8 GB.
 
     Parameters
     ----------
-    fit, idata, data, random_seed
+    fit, draws
         As for `expected_response`.
+    data
+        Rows to predict, in the columns of ``fit.data``.
     groups
         Each row's group, integers 0 to G - 1 (every group with rows).
     weights
@@ -181,16 +272,13 @@ def mean_expected_response(fit: Fit, idata: az.InferenceData, data: pd.DataFrame
     xarray.DataArray
         Dims chain, draw, ``group`` (and a category dim for ordinal models).
     """
-    from bayes_trial.sampling.fastpaths import PARTICIPANT, PARTICIPANT_DIM
-
-    model, _, predicted, row_pattern = _pattern_predictions(fit, idata, data, random_seed)
+    predicted, row_pattern, intercepts = _pattern_predictions(fit, _posterior(draws), data)
     groups = np.asarray(groups, dtype=int)
     n_groups = int(groups.max()) + 1
     totals = np.bincount(groups, weights=weights, minlength=n_groups)
     mixing = _group_matrix(groups, row_pattern, weights, n_groups, predicted.sizes["__obs__"]) / totals[:, None]
     values = xr.dot(predicted.drop_vars("__obs__", errors="ignore"), xr.DataArray(mixing, dims=("group", "__obs__")),
                     dim="__obs__")
-    intercepts = _added_intercepts(fit, idata, model)
     if intercepts is not None:
         levels = pd.Index(intercepts[PARTICIPANT_DIM].to_numpy())
         codes = levels.get_indexer(data[PARTICIPANT].astype(str).to_numpy())
@@ -206,41 +294,34 @@ def _group_matrix(groups: np.ndarray, columns: np.ndarray, weights: np.ndarray, 
     return flat.reshape(n_groups, n_columns)
 
 
-def _pattern_predictions(fit: Fit, idata: az.InferenceData, data: pd.DataFrame, random_seed: int | None):
-    """The mean model, its parent parameter, its draws for each distinct formula pattern of `data`, each row's pattern."""
-    model = fit.mean_model
-    parent = model.family.likelihood.parent
-    # A row's prediction depends only on the columns its formula names, and counterfactual copies of
-    # thousands of persons share a few hundred such patterns: predicting each pattern once keeps
-    # Bambi's group-effect products (rows x levels x draws) small.
-    used = [c for c in model_mod.formula_columns(model.nested_formula) if c in data.columns]
+def _pattern_predictions(fit: Fit, posterior: xr.Dataset, data: pd.DataFrame):
+    """The parent parameter's draws for each distinct formula pattern of `data`, each row's pattern, and
+    the participant intercepts to add to them (None where they are inside the patterns' predictions)."""
+    terms = formula_terms(fit.prepared.formula, posterior)
+    # With an identity link a participant's intercept adds to the mean of every row of theirs, so it
+    # is added per person afterwards (`expected_response`, `mean_expected_response`) instead of
+    # making every person a pattern of their own.
+    added = fit.family.link == "identity" and any(t.variable == PARTICIPANT_TERM for t in terms)
+    intercepts = posterior[PARTICIPANT_TERM] if added else None
+    terms = [t for t in terms if not (added and t.variable == PARTICIPANT_TERM)]
+    # A row's prediction depends only on the columns its terms name, and counterfactual copies of
+    # thousands of persons share a few hundred such patterns: each pattern is predicted once.
+    used = list(dict.fromkeys(c for t in terms for part in (*t.parts, *(t.factor or "").split(":"))
+                              for c in [part.strip()] if c in data.columns and not (added and c == PARTICIPANT)))
     pattern = data.groupby(used, sort=False, observed=True, dropna=False).ngroup().to_numpy() if used else (
         np.zeros(len(data), dtype=int))
     _, first, row_pattern = np.unique(pattern, return_index=True, return_inverse=True)
     patterns = data.iloc[first].reset_index(drop=True)
-    # Bambi's predict deep-copies what it is given: the posterior alone, without the participant
-    # intercepts that the mean model leaves out (1.6 GB for 100,000 persons x 4,000 draws).
-    intercepts = _added_intercepts(fit, idata, model)
-    posterior = idata.posterior if intercepts is None else idata.posterior.drop_vars(intercepts.name)
-    predicted = model.predict(az.InferenceData(posterior=posterior), kind="response_params", data=patterns,
-                              inplace=False, random_seed=random_seed)
-    return model, parent, predicted.posterior[parent], row_pattern
-
-
-def _added_intercepts(fit: Fit, idata: az.InferenceData, model) -> xr.DataArray | None:
-    """The posterior's participant intercepts when `model` (the mean model) leaves them out, else None."""
-    from bayes_trial.sampling.fastpaths import PARTICIPANT_TERM
-
-    if PARTICIPANT_TERM in idata.posterior and PARTICIPANT_TERM not in model.components[model.family.likelihood.parent].terms:
-        return idata.posterior[PARTICIPANT_TERM]
-    return None
+    eta = linear_predictor(posterior, terms, patterns)
+    predicted = fit.family.response_parameter(eta, posterior, fit.prepared.response, fit.categories)
+    return predicted, row_pattern, intercepts
 
 
 def storage_note(fit: Fit) -> str | None:
     """What a fast-path fit stores of its largest arrays, in words (None for other fits)."""
     from bayes_trial.sampling.fastpaths import PARTICIPANT_DIM, PARTICIPANT_TERM
 
-    posterior = fit.idata.posterior
+    posterior = fit.posterior
     if fit.other_terms is None or PARTICIPANT_TERM not in posterior:
         return None
     draws = posterior.sizes["chain"] * posterior.sizes["draw"]
@@ -265,6 +346,8 @@ def package_versions() -> dict[str, str]:
 
 
 def _run_sampler(bmb_model, prepared: model_mod.PreparedData, settings: dict[str, Any], progress: bool) -> az.InferenceData:
+    from bayes_trial.sampling.build import stored_variables
+
     if settings["sampler"] == "nutpie":
         # Participant intercepts integrated out where the model allows, compiled models cached.
         from bayes_trial.sampling.fastpaths import sample_nutpie
@@ -285,6 +368,7 @@ def _run_sampler(bmb_model, prepared: model_mod.PreparedData, settings: dict[str
 
 def _tidy(idata: az.InferenceData, bmb_model, prepared: model_mod.PreparedData) -> az.InferenceData:
     """Keep what a reader needs: parameters on their natural scale, observed data, log-likelihood."""
+    import arviz as az
     import pymc as pm
 
     from bayes_trial.sampling.fastpaths import OtherTerms
@@ -402,6 +486,7 @@ def model_to_sample(spec: ModelSpec, prepared: model_mod.PreparedData, settings:
     Bambi builds `(1|participant_id)` from dense rows x persons and persons x persons matrices (47 GiB
     for 80,000 persons), so that path never builds the full model.
     """
+    from bayes_trial.sampling import build as bambi_build
     from bayes_trial.sampling.fastpaths import build_other_terms, can_marginalise
 
     if settings["sampler"] == "nutpie" and settings.get("fast", True) and can_marginalise(prepared):
@@ -458,24 +543,25 @@ def _process_running(pid: int) -> bool:
 
 
 def load(path: str | os.PathLike) -> Fit:
-    """A stored fit, ready to query or refit."""
+    """A stored fit, ready to query or refit.
+
+    The posterior and the model-ready data are read now (damaged draws fail here, not in a later
+    query), with xarray alone; the other groups when `Fit.idata` is first used.
+    """
     path = Path(path)
     if not path.exists():
         raise FitFileError(f"{path}: no such fit file")
     try:
-        # Eager: damaged data chunks fail here rather than in a later query, and the file is not
-        # held open while a new fit is saved over it.
-        with az.rc_context({"data.load": "eager"}):
-            idata = az.from_netcdf(path)
+        names, loaded = _read_groups(path, ["posterior", "constant_data"])
     except Exception as exc:  # netCDF/HDF5 raise many types for truncated or foreign files
         raise FitFileError(f"{path}: not a readable fit file (truncated or not netCDF: {exc.__class__.__name__})") from None
-    attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
-    if f"{ATTR}_spec" not in attrs or "constant_data" not in idata.groups():
+    attrs = loaded["posterior"].attrs if "posterior" in loaded else {}
+    if f"{ATTR}_spec" not in attrs or "constant_data" not in loaded:
         raise FitFileError(f"{path}: a netCDF file, but not a bayes-trial fit (no stored spec)")
     info = {k[len(ATTR) + 1:]: v for k, v in attrs.items() if k.startswith(f"{ATTR}_")}
     try:
         spec = spec_from_json(info["spec"])
-        frame = idata.constant_data.to_dataframe().reset_index(drop=True)
+        frame = loaded["constant_data"].to_dataframe().reset_index(drop=True)
         levels = json.loads(info["levels"])
         for col in frame.columns:
             if col in levels:
@@ -494,4 +580,4 @@ def load(path: str | os.PathLike) -> Fit:
     except (ValueError, TypeError, SpecError) as exc:  # JSONDecodeError is a ValueError
         reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise FitFileError(f"{path}: bayes-trial fit with damaged metadata ({reason})") from None
-    return Fit(spec, prepared, idata, info)
+    return Fit(spec, prepared, info=info, stored=_StoredGroups(path, names, loaded))
