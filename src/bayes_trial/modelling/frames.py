@@ -73,10 +73,14 @@ def group_terms(formula: str) -> list[tuple[str, str]]:
     return [(expr.strip(), factor.strip()) for expr, factor in _GROUP_TERM.findall(formula)]
 
 
+def without_group_terms(text: str) -> str:
+    """`text` (a formula or its right-hand side) with every `(expr|factor)` term removed."""
+    return _GROUP_TERM.sub("", text)
+
+
 def fixed_terms(formula: str) -> set[str]:
     """Variables in the common (population-level) part of the formula."""
-    rhs = _GROUP_TERM.sub("", formula.split("~", 1)[1])
-    return set(_IDENTIFIER.findall(rhs))
+    return set(_IDENTIFIER.findall(without_group_terms(formula.split("~", 1)[1])))
 
 
 def arm_levels(arms: pd.Series, control_arm: str) -> list[str]:

@@ -50,11 +50,9 @@ from bayes_trial.families.base import PreparedData
 from bayes_trial.modelling.frames import group_terms, resolve_priors
 from bayes_trial.sampling import build as bambi_build
 from bayes_trial.sampling.build import NestedModel, stored_variables
+from bayes_trial.sampling.predictor import PARTICIPANT, PARTICIPANT_DIM, PARTICIPANT_TERM
 
-PARTICIPANT = "participant_id"
-PARTICIPANT_TERM = f"1|{PARTICIPANT}"
 PARTICIPANT_SIGMA = f"{PARTICIPANT_TERM}_sigma"
-PARTICIPANT_DIM = f"{PARTICIPANT}__factor_dim"
 PARTICIPANT_SD = "participant_sd"  # the marginal Bambi model's name for `1|participant_id_sigma`
 PRIOR_PREFIX = "bayes_trial_prior"
 DATA_PREFIX = "bayes_trial_data"

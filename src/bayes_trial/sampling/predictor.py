@@ -27,14 +27,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayes_trial.modelling.frames import group_terms
+from bayes_trial.modelling.frames import group_terms, without_group_terms
 
 INTERCEPT = "Intercept"
-# The participant intercepts' names, as `sampling.fastpaths` stores them (that module imports PyMC).
+# The participant intercepts' names, shared with `sampling.fastpaths` (which imports PyMC, so they live here).
 PARTICIPANT = "participant_id"
 PARTICIPANT_TERM = f"1|{PARTICIPANT}"
 PARTICIPANT_DIM = f"{PARTICIPANT}__factor_dim"
-_GROUP_TERM = re.compile(r"\(\s*[^()|]+?\s*\|\s*[^()|]+?\s*\)")
 _NO_INTERCEPT = ("0", "-1", "- 1")
 
 
@@ -73,7 +72,7 @@ def formula_terms(formula: str, posterior: xr.Dataset) -> list[Term]:
         (functions such as `scale(x)`), which this evaluator does not rebuild.
     """
     rhs = formula.split("~", 1)[1]
-    common = [p.strip() for p in _GROUP_TERM.sub("", rhs).split("+")]
+    common = [p.strip() for p in without_group_terms(rhs).split("+")]
     terms = [Term(INTERCEPT, ())] if INTERCEPT in posterior else []
     names = [t for piece in common if piece and piece not in ("1", *_NO_INTERCEPT) for t in _expanded(piece)]
     for expr, factor in group_terms(formula):
