@@ -45,13 +45,17 @@ def compile_dir() -> Path:
 def configure() -> Path | None:
     """Point PyTensor's compile directory at `compile_dir()`, if PyTensor is not imported yet.
 
-    Returns the directory, or None when PyTensor was already imported or the user chose its
-    `base_compiledir` (then PyTensor's own directory is used).
+    Returns the directory, or None when PyTensor was already imported, the user chose its
+    `base_compiledir`, or the directory cannot be made (then PyTensor's own directory is used).
     """
     flags = os.environ.get("PYTENSOR_FLAGS", "")
     if "pytensor" in sys.modules or "base_compiledir" in flags:
         return None
     folder = compile_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home, say: PyTensor's own default still works
+        return None
     os.environ["PYTENSOR_FLAGS"] = ",".join(filter(None, [flags, f"base_compiledir={folder}"]))
     return folder
 
