@@ -210,3 +210,24 @@ def test_many_levels_get_ess_for_the_worst_and_a_spread_of_the_rest():
     diagnosis = dg.diagnose(many_participants_idata(2_000, stuck=1))
     row = diagnosis.parameters.loc["1|participant_id (worst of 2000 levels)"]
     assert row["r_hat"] > 1.2 and 0 < row["ess_bulk"] < 400  # the stuck level is among those summarised
+
+
+def test_a_stored_verdict_answers_without_recomputing_under_the_same_thresholds(outflow_fit, tmp_path, monkeypatch):
+    import bayes_trial as bt
+
+    fit = bt.load(bt.save(outflow_fit, tmp_path / "plain.nc"))
+    assert "verdict" not in fit.info
+    diagnosis = dg.diagnose(fit)
+    dg.record_verdict(fit, diagnosis)
+    stored = bt.load(bt.save(fit, tmp_path / "with_verdict.nc"))
+
+    def recompute(*args, **kwargs):
+        raise RuntimeError("recomputed")
+
+    monkeypatch.setattr(dg, "diagnose", recompute)
+    verdict = dg.verdict(stored)
+    assert (verdict.passed, verdict.failed) == (diagnosis.passed, tuple(diagnosis.failed))
+    with pytest.raises(RuntimeError, match="recomputed"):
+        dg.verdict(stored, dg.Thresholds(max_r_hat=1.0001))
+    with pytest.raises(RuntimeError, match="recomputed"):
+        dg.verdict(fit.__class__(fit.spec, fit.prepared, outflow_fit.idata, {}))

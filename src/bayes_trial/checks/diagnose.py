@@ -29,7 +29,7 @@ import xarray as xr
 from bayes_trial.checks.convergence import bfmi, chi2_isf, summary_diagnostics
 from bayes_trial.checks.convergence import rank_r_hat as _rank_r_hat
 from bayes_trial.core.errors import FitFileError, SpecError
-from bayes_trial.sampling.fit import Draws, Fit, load, with_log_likelihood
+from bayes_trial.sampling.fit import ATTR, Draws, Fit, load, with_log_likelihood
 
 if TYPE_CHECKING:
     import arviz as az
@@ -391,6 +391,44 @@ def _plain(value: Any) -> Any:
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
     frame = table.reset_index() if table.index.name else table
     return [{str(k): _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The pass/fail verdict of `diagnose` and its reasons, without the tables."""
+
+    passed: bool
+    failed: tuple[str, ...]
+
+    @property
+    def verdict(self) -> str:
+        return "pass" if self.passed else "fail"
+
+
+VERDICT_RECORD = "verdict"
+
+
+def record_verdict(fit: Fit, diagnosis: Diagnosis) -> None:
+    """Keep `diagnosis`'s verdict, and the thresholds it was reached under, in the fit for `save` to write.
+
+    A stored fit's draws never change, so `verdict` can answer from this record instead of
+    recomputing R-hat and ESS over every parameter (thousands of participant intercepts) per question.
+    """
+    text = json.dumps({"passed": diagnosis.passed, "failed": list(diagnosis.failed),
+                       "thresholds": dataclasses.asdict(diagnosis.thresholds)})
+    fit.posterior.attrs[f"{ATTR}_{VERDICT_RECORD}"] = text
+    fit.info[VERDICT_RECORD] = text
+
+
+def verdict(fit: Fit, thresholds: Thresholds | None = None) -> Verdict:
+    """The verdict recorded with the fit when it was reached under `thresholds` (default `Thresholds()`),
+    else `diagnose`'s, computed now."""
+    thresholds = thresholds or Thresholds()
+    record = json.loads(fit.info.get(VERDICT_RECORD) or "null")
+    if record is not None and record.get("thresholds") == dataclasses.asdict(thresholds):
+        return Verdict(bool(record["passed"]), tuple(record["failed"]))
+    diagnosis = diagnose(fit, thresholds)
+    return Verdict(diagnosis.passed, tuple(diagnosis.failed))
 
 
 def diagnose(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, thresholds: Thresholds | None = None, *,

@@ -140,7 +140,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     Exit 0 whenever the fit is stored; with --strict, 1 if it fails its diagnostics (as `diagnose`).
     """
-    from bayes_trial.checks.diagnose import diagnose
+    from bayes_trial.checks.diagnose import diagnose, record_verdict
     from bayes_trial.modelling.spec import load_priors_file, load_spec, parse_prior_assignment
     from bayes_trial.sampling.fit import sample, save, storage_note
 
@@ -150,8 +150,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     spec = with_control(spec.with_priors(priors).with_sampler(**_sampler_settings(args)), args)
     frame = load_for_spec(spec, args.data, args.columns)
     fit = sample(spec, frame, progress=not args.quiet)
-    path = save(fit, args.out)
     diagnosis = diagnose(fit)
+    record_verdict(fit, diagnosis)
+    path = save(fit, args.out)
     _print_verdict(f"\n{fit.spec.name} ({path})", diagnosis)
     if not diagnosis.passed:
         print(f"Do not use these estimates: refit with more --draws/--tune (or a higher --target-accept); "
@@ -219,7 +220,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     from bayes_trial.sampling.fit import load
 
     fit = load(args.fit)
-    diagnosis = diagnose.diagnose(fit)
+    diagnosis = diagnose.verdict(fit)
     if args.strict and not diagnosis.passed:
         raise BayesTrialError(f"{args.fit}: diagnostics FAIL ({'; '.join(diagnosis.failed)}); --strict refuses to answer")
     if fit.family.over_time:
