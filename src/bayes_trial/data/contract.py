@@ -648,6 +648,42 @@ def missing_outcome_counts(frame: pd.DataFrame, outcome: str, control_arm: str |
     return table.astype({"n_dropped": np.int64, "n_total": np.int64}).reset_index(drop=True)
 
 
+RESPONDED = "responded"
+
+
+def with_nonresponse(survey: pd.DataFrame, register: pd.DataFrame, *, source: str = "survey") -> pd.DataFrame:
+    """The survey with a row for every randomised person at every survey wave, outcomes empty where they did not respond.
+
+    `register` (validated) lists everyone randomised; a person with no `survey` row at a wave did
+    not respond. Added rows take participant_id, municipality, arm, consultant_id and any column
+    both tables have (covariates such as age) from the register; their outcomes are empty, so
+    `missing_outcome_counts` and every fit see unit non-response as missing outcomes. Column
+    ``responded`` is 1 on the survey's rows and 0 on the added ones. A survey person absent from the
+    register, or in another arm there, is a :class:`DataError` naming `source`.
+    """
+    roster = register.drop_duplicates("participant_id").set_index("participant_id")
+    persons = survey["participant_id"].drop_duplicates()
+    unknown = persons[~persons.isin(roster.index)]
+    if len(unknown):
+        raise fail(source, f"participant {show(unknown.iloc[0])} is not in the register"
+                           f"{_and_more(len(unknown), 'participants')}; the register must list everyone randomised")
+    first = survey.drop_duplicates("participant_id").set_index("participant_id")
+    moved = first.index[first["arm"].astype(str).to_numpy() != roster.loc[first.index, "arm"].astype(str).to_numpy()]
+    if len(moved):
+        raise fail(source, f"participant {show(moved[0])} is in arm {show(first.loc[moved[0], 'arm'])} here but "
+                           f"{show(roster.loc[moved[0], 'arm'])} in the register{_and_more(len(moved), 'participants')}")
+    waves = np.sort(survey["wave"].unique())
+    grid = pd.MultiIndex.from_product([roster.index, waves], names=["participant_id", "wave"])
+    seen = pd.MultiIndex.from_frame(survey[["participant_id", "wave"]])
+    absent = grid.difference(seen).to_frame(index=False)
+    shared = [c for c in survey.columns if c in roster.columns]
+    added = absent.join(roster[shared], on="participant_id").reindex(columns=survey.columns)
+    out = pd.concat([survey.assign(**{RESPONDED: 1}), added.assign(**{RESPONDED: 0})], ignore_index=True)
+    out = out.sort_values(["participant_id", "wave"], kind="stable").reset_index(drop=True)
+    out.attrs.update(survey.attrs)
+    return out
+
+
 def load_survey(path: str | os.PathLike, **kwargs: Any) -> pd.DataFrame:
     """:func:`read_table` then :func:`validate_survey` with ``source`` = the file name."""
     kwargs.setdefault("source", Path(path).name or str(path))
