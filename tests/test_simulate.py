@@ -201,8 +201,8 @@ def test_response_rates_near_design(designs):
     sim = simulate(d, 123)
     n_arm = sim.register.groupby("arm").size()
     resp = sim.survey.groupby(["arm", "wave"]).size()
-    for arm, rates in d["response"].items():
-        for w, r in enumerate(rates):
+    for arm in d["arms"]:
+        for w, r in enumerate(d["response"][arm]):
             observed = resp.get((arm, w), 0) / n_arm[arm]
             se = math.sqrt(r * (1 - r) / n_arm[arm])
             assert abs(observed - r) < 4 * se + 0.005, (arm, w, observed, r)

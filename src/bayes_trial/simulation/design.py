@@ -13,13 +13,15 @@ import math
 import os
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.paths import DESIGNS_DIR, resolve_bundled
 from bayes_trial.families import registry
 
-__all__ = ["load_design", "validate_design", "bundled_designs", "SURVEY_ID_COLUMNS", "REGISTER_COLUMNS"]
+__all__ = ["load_design", "validate_design", "merge_designs", "bundled_designs", "MECHANISMS", "SURVEY_ID_COLUMNS",
+           "REGISTER_COLUMNS"]
 
 #: Survey-outcome scales the simulator draws: those of the registered families.
 SCALES = tuple(family.simulator_scale for family in registry.families() if family.simulator_scale)
@@ -42,6 +44,13 @@ _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _DEFAULT_COVARIATES = {"stock_share": 0.5, "age_mean": 41.0, "age_sd": 11.0, "age_min": 18, "age_max": 66}
 _DEFAULT_FOLLOW_UP = {"stock_months": 24, "inflow_months_min": 15, "inflow_months_max": 24}
 _DEFAULT_TIMING = {"stock_hazard": 0.02, "stock_decay": 0.99, "inflow_hazard": 0.05, "inflow_decay": 0.96}
+_NORMALISED_ORDER = ("name", "description", "control_arm", "arms", "waves", "covariates", "follow_up", "towns",
+                     "response", "outflow", "outcomes")
+
+#: Non-response mechanisms of ``[response] mechanism`` (see data/designs/README.md, "Non-response").
+MECHANISMS = ("mcar", "mar", "mnar")
+#: Keys of ``[response]`` besides the per-arm rates.
+RESPONSE_SETTINGS = ("mechanism", "rate", "previous_score_slope", "depends_on", "delta")
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,15 +262,6 @@ def validate_design(design: dict, source: str | None = None, default_name: str |
     if control not in used_arms:
         c.fail("towns", f"at least one town with the control arm '{control}'", None, show_value=False)
 
-    # response ---------------------------------------------------------------------------
-    if "response" in design:
-        resp_raw = c.table(design["response"], "response", set(arms), required=tuple(arms))
-        response = {a: c.num_list(resp_raw[a], f"response.{a}", waves, item=c.rate,
-                                 per="one rate per wave, baseline first") for a in arms}
-    else:
-        response = {a: [1.0] * waves for a in arms}
-    out["response"] = response
-
     # outflow ----------------------------------------------------------------------------
     of_raw = c.table(design["outflow"], "outflow",
                      {"probability", "town_sd", "town_arm_sd", "consultant_sd", "timing", "hazard"},
@@ -308,7 +308,74 @@ def validate_design(design: dict, source: str | None = None, default_name: str |
             c.fail(key, "an outcome name of letters, digits and '_' that is not a data column name", oname)
         outcomes[oname] = _validate_outcome(c, spec, key, control, treat, waves)
     out["outcomes"] = outcomes
-    return out
+    # after the outcomes: the response settings may name a score outcome
+    out["response"] = _validate_response(c, design.get("response"), arms, waves, outcomes)
+    return {key: out[key] for key in _NORMALISED_ORDER}
+
+
+def _validate_response(c: _Checker, raw: Any, arms: list[str], waves: int, outcomes: dict) -> dict:
+    """Normalise ``[response]``: per-arm rates (one per wave) and the non-response mechanism.
+
+    The result holds every arm's rates plus every key of :data:`RESPONSE_SETTINGS`: ``rate`` is
+    None except under "mcar" (where every arm's rates are set to it); ``depends_on`` is None
+    without a previous-score slope; ``delta`` is ``{score outcome: {arm: shift}}`` (empty unless
+    "mnar"), written either that way or as ``{arm: shift}`` for every score outcome.
+    """
+    clash = sorted(set(arms) & set(RESPONSE_SETTINGS))
+    if raw is not None and clash:
+        c.fail("response", f"arm names other than the response settings {', '.join(RESPONSE_SETTINGS)}", clash)
+    raw = {} if raw is None else c.table(raw, "response", set(arms) | set(RESPONSE_SETTINGS))
+    # a normalised design spells out the settings it does not use (None, no delta): read those as absent
+    raw = {k: v for k, v in raw.items() if not (k in RESPONSE_SETTINGS and (v is None or v == {}))}
+    mechanism = raw.get("mechanism", "mar")
+    if mechanism not in MECHANISMS:
+        c.fail("response.mechanism", f"one of {', '.join(MECHANISMS)}", mechanism)
+    missing = [a for a in arms if a not in raw]
+    if 0 < len(missing) < len(arms):
+        raise SpecError(f"{c.source}: key 'response.{missing[0]}': missing (give rates for every arm or for none)")
+    rates = {a: (c.num_list(raw[a], f"response.{a}", waves, item=c.rate, per="one rate per wave, baseline first")
+                 if a in raw else [1.0] * waves) for a in arms}
+
+    for key, allowed in (("rate", ("mcar",)), ("previous_score_slope", ("mar", "mnar")),
+                         ("depends_on", ("mar", "mnar")), ("delta", ("mnar",))):
+        if key in raw and mechanism not in allowed and raw[key] != 0:
+            c.fail(f"response.{key}", f"no {key} with mechanism = {mechanism!r} (only with "
+                   f"{' or '.join(repr(m) for m in allowed)})", None, show_value=False)
+    rate = None
+    if mechanism == "mcar":
+        default = sum(sum(v) for v in rates.values()) / (len(arms) * waves)
+        rate = c.rate(raw.get("rate", default), "response.rate")
+        rates = {a: [rate] * waves for a in arms}
+
+    scores = [name for name, o in outcomes.items() if o["scale"] == "score"]
+    slope = c.number(raw.get("previous_score_slope", 0.0), "response.previous_score_slope")
+    depends_on = None
+    if slope != 0.0 or "depends_on" in raw:
+        if not scores:
+            c.fail("response.previous_score_slope", "a design with a score outcome to depend on", None,
+                   show_value=False)
+        depends_on = raw.get("depends_on", scores[0])
+        if depends_on not in scores:
+            c.fail("response.depends_on", f"a score outcome of the design ({', '.join(scores)})", depends_on)
+
+    delta: dict[str, dict[str, float]] = {}
+    if "delta" in raw:
+        delta_raw = c.table(raw["delta"], "response.delta", set(raw["delta"]) if isinstance(raw["delta"], dict)
+                            else set())
+        per_outcome = delta_raw and all(isinstance(v, dict) for v in delta_raw.values())
+        for name, per_arm in (delta_raw.items() if per_outcome else [(None, delta_raw)]):
+            key = "response.delta" if name is None else f"response.delta.{name}"
+            if name is not None and name not in scores:
+                c.fail(key, f"a score outcome of the design ({', '.join(scores) or 'none'}): delta shifts scores",
+                       name)
+            if name is None and not scores:
+                c.fail(key, "a design with a score outcome (delta shifts scores)", None, show_value=False)
+            c.table(per_arm, key, set(arms))
+            shifts = {a: c.number(per_arm.get(a, 0.0), f"{key}.{a}") for a in arms}
+            for target in ([name] if name is not None else scores):
+                delta[target] = shifts
+    return {**rates, "mechanism": mechanism, "rate": rate, "previous_score_slope": slope,
+            "depends_on": depends_on, "delta": delta}
 
 
 def _validate_outcome(c: _Checker, spec: Any, key: str, control: str, treat: list[str], waves: int) -> dict:
@@ -393,16 +460,58 @@ def bundled_designs() -> list[str]:
 
 
 def load_design(name_or_path: str | os.PathLike) -> dict:
-    """Read, validate and normalise a design: a path to a TOML file or a bundled name ("oss")."""
+    """Read, validate and normalise a design: a path to a TOML file or a bundled name ("oss").
+
+    A design may start from another one with ``extends = "oss"`` (a bundled name, or a path
+    relative to the extending file): its tables are merged into the base design's key by key
+    (:func:`merge_designs`), and it keeps its own name (its ``name`` or its file name).
+    """
     path = resolve_bundled(name_or_path, DESIGNS_DIR)
     if not path.is_file():
         raise SpecError(
             f"design {str(name_or_path)!r}: no such file and no bundled design of that name "
             f"(bundled: {', '.join(bundled_designs()) or 'none'})")
+    return validate_design(_read_extended(path, ()), source=str(path), default_name=path.stem)
+
+
+def merge_designs(base: dict, variant: dict) -> dict:
+    """Deep merge of raw design tables: a table of ``variant`` is merged into the same table of
+    ``base`` key by key; any other value (number, string, list, list of tables such as
+    ``[[towns]]``) replaces the base's. Neither argument is changed."""
+    merged = dict(base)
+    for key, value in variant.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_designs(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(path: Path) -> dict:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         msg = " ".join(str(exc).split())
         raise SpecError(f"{path}: not a valid TOML file: {msg}") from None
-    return validate_design(raw, source=str(path), default_name=path.stem)
 
+
+def _read_extended(path: Path, chain: tuple[Path, ...]) -> dict:
+    """The raw content of a design file with its ``extends`` chain merged in (base first)."""
+    raw = _read_toml(path)
+    if "extends" not in raw:
+        return raw
+    base_name = raw.pop("extends")
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise SpecError(f"{path}: key 'extends': expected the name or path of another design, got {base_name!r}")
+    beside = path.parent / base_name
+    beside = beside if beside.suffix else beside.with_suffix(".toml")
+    base_path = beside if beside.is_file() else resolve_bundled(base_name, DESIGNS_DIR)
+    if not base_path.is_file():
+        raise SpecError(f"{path}: key 'extends': no design file {base_name!r} beside it and no bundled design of "
+                        f"that name (bundled: {', '.join(bundled_designs()) or 'none'})")
+    here = (*chain, path.resolve())
+    if base_path.resolve() in here:
+        raise SpecError(f"{path}: key 'extends': {base_name!r} extends this design again (a cycle)")
+    base = _read_extended(base_path, here)
+    base.pop("name", None)  # a variant is a design of its own
+    return merge_designs(base, raw)

@@ -261,10 +261,6 @@ def simulate(design: dict, seed: int, *, layout_seed: int | None = None) -> Simu
         outflow_work = (rs_outflow.random(n) < _expit(eta)).astype(np.int64)
         months_to = _months_given_outflow(of["timing"], outflow_work, stock, followed, rs_timing)
 
-    # ---- response ------------------------------------------------------------------------
-    rates = np.array([d["response"][a] for a in arms])  # (A, W)
-    responded = rs_response.random((n, W)) < rates[arm_idx]
-
     # ---- survey outcomes (full panel, then keep responders) -------------------------------
     panel: dict[str, np.ndarray] = {}
     truth_outcomes: dict[str, dict] = {}
@@ -293,6 +289,15 @@ def simulate(design: dict, seed: int, *, layout_seed: int | None = None) -> Simu
             y = rs.negative_binomial(alpha, alpha / (alpha + mu)).astype(np.int64)
         panel[oname] = y
         truth_outcomes[oname] = _outcome_truth(o, arms, W)
+
+    # ---- response (after the panel: MAR response may depend on the previous wave's score; the
+    # outcome streams are separate generators, so this order changes no draw) ---------------------
+    responded, intercept_shift = _draw_response(d["response"], arms, arm_idx, panel,
+                                                rs_response.random((n, W)))
+    complete_panel = dict(panel)
+    for oname, shifts in d["response"]["delta"].items():
+        complete_panel[oname] = _shift_nonresponders(panel[oname], outcomes[oname], shifts, arms, arm_idx, responded)
+    panel = complete_panel
 
     # ---- frames ------------------------------------------------------------------------------
     pid_arr = np.array(pid, dtype=object)
@@ -340,10 +345,128 @@ def simulate(design: dict, seed: int, *, layout_seed: int | None = None) -> Simu
             "consultant_sd": of["consultant_sd"],
         },
         "outcomes": truth_outcomes,
-        "attrition": {"response_rate": {a: {str(w): float(d["response"][a][w]) for w in range(W)}
-                                        for a in arms}},
+        "attrition": _attrition_truth(d, arm_idx, panel, responded, intercept_shift),
     }
     return Simulation(survey=survey, register=register, truth=truth)
+
+
+def _draw_response(response: dict, arms: list[str], arm_idx: np.ndarray, panel: dict[str, np.ndarray],
+                   uniforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Who answers which wave: ``uniforms`` (persons, waves) below each person's response probability.
+
+    Without a previous-score slope the probability is the arm x wave rate (mcar: one rate). With
+    a slope s, at wave w >= 1 the log odds are logit(rate) + shift[arm, w] + s * z, where z is the
+    person's ``depends_on`` score at wave w-1 in SDs of that wave's scores over all persons, and 0
+    for persons who did not answer wave w-1 (response depends only on what was observed: MAR).
+    ``shift`` is solved per arm and wave so that the arm's mean probability is still its rate.
+    Returns the (persons, waves) response indicator and ``shift`` (arms, waves).
+    """
+    rates = np.array([response[a] for a in arms])
+    shift = np.zeros(rates.shape)
+    slope = response["previous_score_slope"]
+    if slope == 0.0:
+        return uniforms < rates[arm_idx], shift
+    score = panel[response["depends_on"]]
+    responded = np.zeros(uniforms.shape, dtype=bool)
+    responded[:, 0] = uniforms[:, 0] < rates[arm_idx, 0]
+    for w in range(1, uniforms.shape[1]):
+        previous = score[:, w - 1]
+        z = (previous - previous.mean()) / (previous.std() or 1.0)
+        tilt = slope * np.where(responded[:, w - 1], z, 0.0)
+        probability = np.empty(arm_idx.size)
+        for ai in range(len(arms)):
+            members = arm_idx == ai
+            probability[members], shift[ai, w] = _calibrated_probabilities(rates[ai, w], tilt[members])
+        responded[:, w] = uniforms[:, w] < probability
+    return responded, shift
+
+
+def _calibrated_probabilities(rate: float, tilt: np.ndarray) -> tuple[np.ndarray, float]:
+    """expit(logit(rate) + shift + tilt) with the shift (bisection) that makes their mean ``rate``."""
+    if rate in (0.0, 1.0) or tilt.size == 0:
+        return np.full(tilt.size, rate), 0.0
+    base = _logit(rate)
+    low, high = -40.0, 40.0
+    for _ in range(80):
+        middle = (low + high) / 2
+        low, high = (middle, high) if _expit(base + middle + tilt).mean() < rate else (low, middle)
+    shift = (low + high) / 2
+    return _expit(base + shift + tilt), shift
+
+
+def _shift_nonresponders(y: np.ndarray, o: dict, shifts: dict[str, float], arms: list[str], arm_idx: np.ndarray,
+                         responded: np.ndarray) -> np.ndarray:
+    """MNAR as a pattern mixture: each non-responder's own score at a missed wave moves by the
+    arm's delta, then is rounded and clipped to the outcome's bounds like every simulated score."""
+    delta = np.array([shifts[a] for a in arms])[arm_idx][:, None]
+    shifted = np.clip(np.round(y + delta, o["decimals"]), o["lower"], o["upper"]) + 0.0
+    return np.where(responded, y, shifted)
+
+
+def _cell_means(values: np.ndarray, arm_idx: np.ndarray, arms: list[str], keep: np.ndarray | None = None
+                ) -> np.ndarray:
+    """(arms, waves) means of ``values`` (persons, waves) over the arm's persons (where ``keep``); NaN if none."""
+    keep = np.ones(values.shape, dtype=bool) if keep is None else keep
+    out = np.full((len(arms), values.shape[1]), np.nan)
+    for ai in range(len(arms)):
+        members = keep & (arm_idx == ai)[:, None]
+        count = members.sum(axis=0)
+        out[ai] = np.where(count > 0, (values * members).sum(axis=0) / np.maximum(count, 1), np.nan)
+    return out
+
+
+def _by_arm_wave(matrix: np.ndarray, arms: list[str], skip_control: bool = False) -> dict:
+    return {a: {str(w): (None if np.isnan(v) else float(v)) for w, v in enumerate(matrix[ai])}
+            for ai, a in enumerate(arms) if ai > 0 or not skip_control}
+
+
+ATTRITION_NOTE = (
+    "nonresponse_share[arm][wave] = share of the arm's randomised persons without survey answers at that wave "
+    "(unit non-response: the same for every outcome). For score outcomes: true_contrast = the design's arm effect "
+    "at that wave + delta[arm] * nonresponse_share[arm] - delta[control] * nonresponse_share[control] (the "
+    "arm-minus-control difference in mean score over all randomised persons that the design implies, given the "
+    "realised non-response; exact up to rounding and clipping to the bounds); complete_panel_contrast = the same "
+    "difference in this data set's full panel (every randomised person's score, non-responders shifted by delta), "
+    "which adds the finite-sample draws of the random effects; complete_case_contrast = the difference among "
+    "responders only (what the survey file shows). mnar shifts a non-responder's score at the waves they miss by "
+    "delta[arm] (pattern-mixture form of response that depends on the unobserved current score); shifted scores "
+    "are rounded and clipped to the outcome's bounds like all simulated scores."
+)
+
+
+def _attrition_truth(d: dict, arm_idx: np.ndarray, panel: dict[str, np.ndarray], responded: np.ndarray,
+                     intercept_shift: np.ndarray) -> dict:
+    """truth["attrition"]: the response settings and, per outcome, realised non-response and true contrasts."""
+    arms, W, response = d["arms"], d["waves"], d["response"]
+    share = 1.0 - _cell_means(responded.astype(float), arm_idx, arms)
+    outcomes = {}
+    for oname, o in d["outcomes"].items():
+        entry: dict[str, Any] = {"nonresponse_share": _by_arm_wave(share, arms)}
+        if o["scale"] == "score":
+            _, arm_eff = _effect_matrices(o, arms, W)
+            delta = np.array([response["delta"].get(oname, {}).get(a, 0.0) for a in arms])[:, None]
+            true = arm_eff + delta * share - delta[0] * share[0]
+            full = _cell_means(panel[oname], arm_idx, arms)
+            observed = _cell_means(panel[oname], arm_idx, arms, keep=responded)
+            entry.update({
+                "true_contrast": _by_arm_wave(true, arms, skip_control=True),
+                "complete_panel_contrast": _by_arm_wave(full - full[0], arms, skip_control=True),
+                "complete_case_contrast": _by_arm_wave(observed - observed[0], arms, skip_control=True),
+            })
+        outcomes[oname] = entry
+    return {
+        "response_rate": {a: {str(w): float(response[a][w]) for w in range(W)} for a in arms},
+        "mechanism": response["mechanism"],
+        "rate": response["rate"],
+        "previous_score_slope": response["previous_score_slope"],
+        "depends_on": response["depends_on"],
+        "response_intercept_shift": _by_arm_wave(intercept_shift, arms),
+        "delta": {name: dict(shifts) for name, shifts in response["delta"].items()},
+        "scores_clipped_to_bounds": True,
+        "nonresponse_share": _by_arm_wave(share, arms),
+        "outcomes": outcomes,
+        "note": ATTRITION_NOTE,
+    }
 
 
 def _outcome_truth(o: dict, arms: list[str], waves: int) -> dict:
