@@ -177,7 +177,8 @@ def analysis(tmp_path_factory):
 
 def test_published_analysis_tables_and_figures(analysis):
     assert {"outflow_arms", "outflow_contrasts", "outflow_sensitivity", "outflow_strata", "response",
-            "response_contrasts", "town_effects", "town_pooling", "town_pooling_sensitivity"} <= set(analysis.tables)
+            "response_contrasts", "survey_bounds", "survey_bounds_cells", "survey_bounds_left_out", "town_effects",
+            "town_pooling", "town_pooling_sensitivity"} <= set(analysis.tables)
     for paths in analysis.figures.values():
         assert [p.suffix for p in paths] == [".png", ".svg"] and all(p.stat().st_size > 1000 for p in paths)
     assert set(analysis.figures) == {"outflow", "town_forest"}
@@ -208,13 +209,13 @@ def test_published_analysis_sentences_and_markdown(analysis):
     claims = [s for s in analysis.sentences if s.startswith("The report claimed")]
     assert len(claims) >= 3
     text = " ".join(analysis.sentences)
-    for needle in ("P(ER > SG)", "40%", "new town", "self-selection"):
+    for needle in ("P(ER > SG)", "40%", "new town", "self-selection", "worst case"):
         assert needle in text
     assert all("probability" in s or "P(" in s for s in analysis.sentences)
     assert any("prior" in line for line in analysis.methods)
     markdown = analysis.to_markdown()
     assert markdown.startswith("## What the published Oss numbers support")
-    assert "| contrast |" in markdown and "oss_outflow.png" in markdown
+    assert "| contrast |" in markdown and "oss_outflow.png" in markdown and "worst_lower" in markdown
     assert "Oss" in published.format_analysis(analysis)
 
 
@@ -223,3 +224,47 @@ def test_published_analysis_without_output_dir_writes_nothing(tmp_path, monkeypa
     result = published.published_oss_analysis(None, seed=4, draws=2_000, pooling_draws=200, chains=1)
     assert result.figures == {} and list(tmp_path.iterdir()) == []
     assert np.isfinite(result.tables["outflow_contrasts"]["mean"]).all()
+
+
+# --------------------------------------------------------------------------------------------- survey bounds
+
+def test_worst_case_bounds_hand_computed():
+    means = pd.DataFrame({"outcome": ["x", "x", "p", "p"], "source_table": "T", "scale": ["0-10", "0-10", "percent",
+                                                                                          "percent"],
+                          "arm": ["SG", "ER", "SG", "ER"], "wave": "t1", "mean": [6.0, 7.0, 40.0, 30.0],
+                          "note": ["", "", "a binary outcome", "a binary outcome"]})
+    response = pd.DataFrame({"arm": ["SG", "ER"], "wave": "t1", "n_net": [100, 100], "n_completed": [40, 80]})
+    bounds = published.survey_worst_case_bounds(means, response)
+    cells = bounds.cells.set_index("arm")
+    # SG: 0.4 * 6 = 2.4 if every non-respondent scored 0, 2.4 + 0.6 * 10 = 8.4 if every one scored 10
+    assert cells.loc["SG", ["worst_lower", "worst_upper"]].tolist() == pytest.approx([2.4, 8.4])
+    assert cells.loc["ER", ["worst_lower", "worst_upper"]].tolist() == pytest.approx([5.6, 7.6])
+    (row,) = bounds.contrasts.to_dict("records")
+    assert row["contrast"] == "ER - SG" and row["complete_case"] == pytest.approx(1.0)
+    assert (row["worst_lower"], row["worst_upper"], row["width"]) == pytest.approx((5.6 - 8.4, 7.6 - 2.4, 8.0))
+    assert bounds.left_out["outcome"].tolist() == ["p"] and "binary" in bounds.left_out["reason"][0]
+
+
+def test_worst_case_bounds_of_the_printed_oss_means():
+    bounds = published.survey_worst_case_bounds()
+    row = bounds.contrasts.set_index(["outcome", "wave", "contrast"]).loc[("wellbeing", "t1", "ER - SG")]
+    # ER 6.4 with 80/98 answering, SG 6.3 with 41/102
+    er, sg = 80 / 98, 41 / 102
+    assert row["worst_lower"] == pytest.approx(er * 6.4 - (sg * 6.3 + (1 - sg) * 10))
+    assert row["worst_upper"] == pytest.approx(er * 6.4 + (1 - er) * 10 - sg * 6.3)
+    assert row["complete_case"] == pytest.approx(0.1)
+    assert set(bounds.contrasts["outcome"]) == {"wellbeing", "subjective_health", "capabilities",
+                                                "social_participation", "job_search_self_efficacy",
+                                                "institutional_trust", "social_trust"}
+    assert set(bounds.left_out["outcome"]) == {"deprivation_poverty", "income_poverty"}
+    assert len(bounds.contrasts) == 7 * 3 * 2
+
+
+def test_worst_case_bounds_errors():
+    means = published.oss_survey_means()
+    with pytest.raises(DataError, match="no response count for arm 'ER', wave 't1'"):
+        published.survey_worst_case_bounds(means, published.oss_response_counts().query("not (arm == 'ER' and wave == 't1')"))
+    with pytest.raises(DataError, match="outside the scale 0-10"):
+        published.survey_worst_case_bounds(means.assign(mean=means["mean"] + 20))
+    with pytest.raises(DataError, match="missing column"):
+        published.survey_worst_case_bounds(means.drop(columns="scale"))

@@ -11,6 +11,9 @@ posterior probabilities:
   posterior reweighted by the prior ratio (sampling-importance resampling; its effective sample size
   is reported).
 - **Oss survey response by arm and wave** (Tabel 2.5.1): Beta posterior per arm x wave cell.
+- **Oss survey means** (Tabellen 3.1.8-3.1.13, adjusted means of respondents on 0-10 scales):
+  worst-case (Manski) bounds on each arm's mean over its whole net sample and on the arm-minus-SG
+  contrasts, which assume nothing about the non-respondents (:func:`survey_worst_case_bounds`).
 - **Pooling across towns** (Oss and Nijmegen exit to work, ``town_effects.csv``) with
   :func:`bayes_trial.pooling.pool`, the Rubin model (MCMC, non-centred).
 
@@ -37,7 +40,9 @@ from bayes_trial.plots.figures import save_figure_as
 from bayes_trial.core.summaries import DEFAULT_INTERVAL, summarise_draws
 
 PUBLISHED_DIR = PROJECT_ROOT / "data" / "published"
-PUBLISHED_TABLES = ("eight_schools", "oss_outflow", "oss_response", "town_effects")
+PUBLISHED_TABLES = ("eight_schools", "oss_outflow", "oss_response", "oss_survey_means", "town_effects")
+#: Survey scales whose end points are known: worst-case bounds use them (percent rows are left out).
+SURVEY_SCALE_RANGES = {"0-10": (0.0, 10.0)}
 
 # Printed significance markers -> the |z| interval they imply (two-sided tests).
 NIJMEGEN_MARKERS = {"*": (1.96, math.inf), "~": (1.645, 1.96), "": (0.0, 1.645)}
@@ -364,6 +369,86 @@ def response_posterior(response: pd.DataFrame | None = None, *, prior: str | Out
     return ResponsePosterior(pd.DataFrame(cell_rows), pd.DataFrame(contrast_rows), prior, method)
 
 
+# --------------------------------------------------------------------------------------------- survey bounds
+
+@dataclass
+class SurveyBounds:
+    """Worst-case bounds: per arm x wave (``cells``), per arm-minus-control contrast (``contrasts``),
+    and the outcomes left out (``left_out``: outcome, scale, reason)."""
+
+    cells: pd.DataFrame
+    contrasts: pd.DataFrame
+    left_out: pd.DataFrame
+
+
+def oss_survey_means() -> pd.DataFrame:
+    """Printed adjusted survey means per outcome, arm and wave (Tabellen 3.1.8-3.1.14)."""
+    return load_published("oss_survey_means")
+
+
+def survey_worst_case_bounds(means: pd.DataFrame | None = None, response: pd.DataFrame | None = None, *,
+                             control: str = CONTROL_ARM,
+                             scale_ranges: Mapping[str, tuple[float, float]] = SURVEY_SCALE_RANGES) -> SurveyBounds:
+    """Worst-case (Manski) bounds for respondents' survey means, assuming nothing about non-respondents.
+
+    With response rate r = completed / net at a wave (``response``: arm, wave, n_net, n_completed;
+    default Tabel 2.5.1) and the printed mean m of the respondents, the arm's mean over its whole net
+    sample lies in [r m + (1 - r) lo, r m + (1 - r) hi] for a scale from lo to hi: the non-respondents
+    may all sit at either end. A contrast arm - control then lies in
+    [lower_arm - upper_control, upper_arm - lower_control]. ``means``: outcome, source_table, scale,
+    arm, wave, mean (default the bundled printed means); rows on a scale without a range in
+    ``scale_ranges`` are left out, with the reason in ``left_out``.
+    """
+    means = oss_survey_means() if means is None else means
+    response = oss_response_counts() if response is None else response
+    for name, table, columns in (("means", means, ("outcome", "source_table", "scale", "arm", "wave", "mean")),
+                                 ("response", response, ("arm", "wave", "n_net", "n_completed"))):
+        missing = [c for c in columns if c not in table]
+        if missing:
+            raise DataError(f"survey bounds: {name} table is missing column(s) {', '.join(missing)}; "
+                            f"expected {', '.join(columns)}")
+    bounded = means["scale"].isin(list(scale_ranges))
+    notes = means["note"].fillna("") if "note" in means else pd.Series("", index=means.index)
+    left_out = pd.DataFrame({
+        "outcome": means["outcome"], "scale": means["scale"],
+        "reason": ("scale " + means["scale"].astype(str) + " has no range in the bounds' scale list ("
+                   + ", ".join(scale_ranges) + ")" + notes.map(lambda note: f"; {note}" if note else "")),
+    })[~bounded].drop_duplicates(["outcome"]).reset_index(drop=True)
+    rates = response.assign(response_rate=response["n_completed"] / response["n_net"])
+    cells = means.loc[bounded, ["outcome", "source_table", "scale", "arm", "wave", "mean"]].merge(
+        rates[["arm", "wave", "n_net", "n_completed", "response_rate"]], on=["arm", "wave"], how="left")
+    unmatched = cells[cells["response_rate"].isna()]
+    if not unmatched.empty:
+        row = unmatched.iloc[0]
+        raise DataError(f"survey bounds: no response count for arm {row['arm']!r}, wave {row['wave']!r} "
+                        f"(outcome {row['outcome']!r}); the response table has arms {sorted(set(response['arm']))}")
+    low = cells["scale"].map(lambda scale: scale_ranges[scale][0])
+    high = cells["scale"].map(lambda scale: scale_ranges[scale][1])
+    outside = cells[(cells["mean"] < low) | (cells["mean"] > high) | ~cells["response_rate"].between(0, 1)]
+    if not outside.empty:
+        row = outside.iloc[0]
+        raise DataError(f"survey bounds: {row['outcome']} {row['arm']} {row['wave']}: mean {row['mean']} or "
+                        f"response {row['n_completed']}/{row['n_net']} outside the scale {row['scale']} / 0-1")
+    r = cells["response_rate"]
+    cells = cells.rename(columns={"mean": "printed_mean"}).assign(
+        worst_lower=r * cells["mean"] + (1 - r) * low, worst_upper=r * cells["mean"] + (1 - r) * high)
+    if control not in set(cells["arm"]):
+        raise DataError(f"survey bounds: control arm {control!r} not among the arms {sorted(set(cells['arm']))}")
+    keys = ["outcome", "source_table", "wave"]
+    reference = cells[cells["arm"] == control].set_index(keys)
+    treated = cells[cells["arm"] != control].join(reference[["printed_mean", "worst_lower", "worst_upper"]],
+                                                  on=keys, rsuffix="_control")
+    contrasts = pd.DataFrame({
+        "outcome": treated["outcome"], "source_table": treated["source_table"], "wave": treated["wave"],
+        "contrast": treated["arm"] + f" - {control}",
+        "complete_case": treated["printed_mean"] - treated["printed_mean_control"],
+        "worst_lower": treated["worst_lower"] - treated["worst_upper_control"],
+        "worst_upper": treated["worst_upper"] - treated["worst_lower_control"],
+    }).reset_index(drop=True)
+    contrasts["width"] = contrasts["worst_upper"] - contrasts["worst_lower"]
+    return SurveyBounds(cells.reset_index(drop=True), contrasts, left_out)
+
+
 # --------------------------------------------------------------------------------------------- towns
 
 def town_effects(outcome: str = "exit_to_work") -> pd.DataFrame:
@@ -460,6 +545,8 @@ class PublishedAnalysis:
         for name, title in (("outflow_contrasts", "Outflow to full-time work: differences (pp)"),
                             ("outflow_sensitivity", "Prior sensitivity"),
                             ("response_contrasts", "Survey response: arm minus SG (pp)"),
+                            ("survey_bounds", "Survey effects: printed (complete-case) and worst-case bounds "
+                                              "(points on 0-10 scales)"),
                             ("town_pooling", "Pooling Oss and Nijmegen (exit to work, pp)")):
             if name in self.tables:
                 parts += ["", f"### {title}", "", _markdown_table(self.tables[name])]
@@ -579,6 +666,24 @@ def _response_sentence(response: ResponsePosterior) -> str:
         f"report marks as significant (+0.68**, Tabel A1.2).")
 
 
+def _bounds_sentence(bounds: SurveyBounds) -> str:
+    contrasts = bounds.contrasts
+    follow_up = contrasts[contrasts["wave"] != "t0"]
+    wellbeing = contrasts.set_index(["outcome", "wave", "contrast"]).loc[("wellbeing", "t1", f"ER - {CONTROL_ARM}")]
+    covers_zero = ((follow_up["worst_lower"] <= 0) & (follow_up["worst_upper"] >= 0)).sum()
+    left = ", ".join(bounds.left_out["outcome"]) or "none"
+    return (
+        "The report's survey effects compare the adjusted means of those who answered. Assuming nothing about "
+        "those who did not (worst case: all at 0 or all at 10), ER - SG in wellbeing at t1 could be anywhere "
+        f"from {wellbeing['worst_lower']:+.1f} to {wellbeing['worst_upper']:+.1f} points (printed "
+        f"{wellbeing['complete_case']:+.1f}); after baseline every such interval is at least "
+        f"{follow_up['width'].min():.1f} points wide, against printed differences of at most "
+        f"{follow_up['complete_case'].abs().max():.1f} points, and {covers_zero} of {len(follow_up)} contain zero. "
+        "No probability model can narrow this without an assumption about the non-respondents: the printed "
+        "survey effects carry weight only as far as one accepts that they resemble the respondents "
+        f"(bounds for 0-10 scores only; left out: {left}, see the methods).")
+
+
 def _town_sentences(summaries: Mapping[str, pd.DataFrame], tau_sensitivity: pd.DataFrame, prob: float) -> list[str]:
     pct = f"{prob:.0%}"
     sentences = []
@@ -613,6 +718,7 @@ def published_oss_analysis(out_dir: str | os.PathLike | None = None, seed: int =
     sensitivity = outflow_sensitivity(threshold=threshold, prob=prob, draws=draws, seed=seed)
     strata = outflow_strata(threshold=threshold, prob=prob, draws=draws, seed=seed + 2)
     response = response_posterior(prob=prob, draws=draws, seed=seed + 5)
+    bounds = survey_worst_case_bounds()
     fits = pool_towns(draws=pooling_draws, chains=chains, seed=seed)
     summaries = {arm_type: pooling_summary(idata, prob=prob) for arm_type, idata in fits.items()}
     tau_rows = []
@@ -628,12 +734,15 @@ def published_oss_analysis(out_dir: str | os.PathLike | None = None, seed: int =
     tables = {
         "outflow_arms": outflow.arms, "outflow_contrasts": outflow.contrasts, "outflow_sensitivity": sensitivity,
         "outflow_strata": strata, "response": response.cells, "response_contrasts": response.contrasts,
+        "survey_bounds": bounds.contrasts, "survey_bounds_cells": bounds.cells,
+        "survey_bounds_left_out": bounds.left_out,
         "town_effects": town_effects(), "town_pooling": town_table[["arm_type"] + list(town_table.columns[:-1])],
         "town_pooling_sensitivity": pd.DataFrame(tau_rows),
     }
     divergences = {k: s.attrs["divergences"] for k, s in summaries.items()}
     town_prior = summaries[next(iter(summaries))].attrs["prior"]
-    sentences = (_outflow_sentences(outflow, sensitivity, strata) + [_response_sentence(response)]
+    sentences = (_outflow_sentences(outflow, sensitivity, strata) + [_response_sentence(response),
+                                                                     _bounds_sentence(bounds)]
                  + _town_sentences(summaries, tables["town_pooling_sensitivity"], prob))
     methods = [
         f"Outflow: {outflow.method}; prior {outflow.prior} ({outflow.prior.description}). Counts: Tabel 2.3.1 "
@@ -642,6 +751,12 @@ def published_oss_analysis(out_dir: str | os.PathLike | None = None, seed: int =
         "Prior sensitivity: " + "; ".join(f"{p.name} = {p} ({p.description})" for p in OUTFLOW_PRIORS.values()) + ".",
         "Strata: Tabel 3.1.4 (withdrawals excluded); counts derived from printed whole-number percentages.",
         f"Survey response: {response.method}; prior {response.prior}.",
+        "Survey worst-case (Manski) bounds: r = completed / net questionnaires per arm and wave (Tabel 2.5.1); "
+        "each printed 0-10 mean m (Tabellen 3.1.8-3.1.13) is taken as the respondents' mean, so the arm's mean "
+        "over its net sample lies in [r m, r m + 10 (1 - r)], and arm - SG in [lower arm - upper SG, upper arm - "
+        "lower SG]. The printed means are covariate-adjusted model predictions and the models used slightly "
+        "fewer respondents than Tabel 2.5.1 counts (SG t1: 40 of 41); left out: "
+        + (", ".join(f"{r.outcome} ({r.reason})" for r in bounds.left_out.itertuples()) or "none") + ".",
         f"Town pooling: Rubin model (estimate ~ Normal(theta_town, se), theta_town = mu + tau * eta, non-centred), "
         f"prior {town_prior}; NUTS (nutpie), {chains} chains x {pooling_draws} "
         f"draws; divergences {divergences}. Nijmegen's SEs are not printed: each is the largest SE consistent with "

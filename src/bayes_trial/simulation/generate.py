@@ -26,6 +26,14 @@ first to the last month of follow-up + town, town-by-arm and consultant effects.
 holds each arm's cumulative outflow curve, averaged over all simulated persons (their own town,
 consultant and stock), which is what a hazard model's g-computation estimates.
 
+Survey non-response (``[response]``, see ``data/designs/README.md``): "mcar" (one rate), "mar" (the
+default: arm x wave rates, optionally tilted by the person's observed score at the previous wave,
+with an intercept per arm and wave solved so the expected rate is kept) or "mnar" (as "mar", and
+non-responders' own scores at the waves they miss shifted by a per-arm delta: the pattern-mixture
+form of response that depends on the unobserved current score). The full panel is simulated and
+only responders' rows are kept; ``truth["attrition"]`` holds the realised non-response and the true
+whole-arm contrasts.
+
 All randomness comes from ``numpy.random.default_rng(seed)`` (and generators spawned from it),
 so the same design and seed give identical frames and truth.
 """
