@@ -6,6 +6,7 @@
     .venv/bin/python workflows/validation_runs.py power [--sims 20] [--runs oss_self_direction,oss_intensive]
     .venv/bin/python workflows/validation_runs.py consultants [--sims 30] [--per-arm 2,4,8] [--sds 0.2,0.5,0.8]
                                                               [--models wellbeing,outflow] [--workers 1]
+    .venv/bin/python workflows/validation_runs.py attrition [--sims 50] [--workers N]
 
 Every run resumes from its `runs/` folder, so an interrupted run is restarted with the same command.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bayes_trial.batch import consultants, power
+from bayes_trial.batch import attrition, consultants, power
 from bayes_trial.batch.recovery import combine_recovery, recovery
 from bayes_trial.batch.sbc import resummarise, sbc
 
@@ -83,9 +84,21 @@ def run_consultants(args) -> None:
     print(result.coverage.to_string(index=False))
 
 
+ATTRITION_MECHANISMS = ("mcar", "mar", "mnar")
+
+
+def run_attrition(args) -> None:
+    designs = {m: OUT / "designs" / f"attrition_{m}.toml" for m in ATTRITION_MECHANISMS}
+    result = attrition.attrition_study(designs, "wellbeing", sims=args.sims, out=OUT / "attrition", seed=1,
+                                       scheduler=args.scheduler, n_workers=args.workers)
+    print(f"\nattrition study: {result.estimates['sim'].nunique() if not result.estimates.empty else 0} fits, "
+          f"{len(result.failed)} failed")
+    print(result.coverage.to_string(index=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("sbc", "recovery", "power", "consultants"))
+    parser.add_argument("what", choices=("sbc", "recovery", "power", "consultants", "attrition"))
     parser.add_argument("--sims", type=int, default=None,
                         help="simulations (defaults: sbc 200, recovery as in RECOVERY_RUNS, power 20 per size)")
     parser.add_argument("--models", type=lambda text: text.split(","), default=None,
@@ -102,11 +115,13 @@ def main() -> None:
     parser.add_argument("--sds", type=lambda text: [float(sd) for sd in text.split(",")], default=None,
                         help="consultants only: true consultant SDs (default 0.2,0.5,0.8)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="consultants only: local Dask workers (default 1: one compiled model per layout is reused)")
+                        help="consultants: local Dask workers (default 1: one compiled model per layout is reused); "
+                             "attrition: default one per core")
     parser.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster, one worker per core)")
     args = parser.parse_args()
-    args.sims = args.sims or {"sbc": 200, "recovery": None, "power": 20, "consultants": 30}[args.what]
-    {"sbc": run_sbc, "recovery": run_recovery, "power": run_power, "consultants": run_consultants}[args.what](args)
+    args.sims = args.sims or {"sbc": 200, "recovery": None, "power": 20, "consultants": 30, "attrition": 50}[args.what]
+    {"sbc": run_sbc, "recovery": run_recovery, "power": run_power, "consultants": run_consultants,
+     "attrition": run_attrition}[args.what](args)
 
 
 if __name__ == "__main__":
