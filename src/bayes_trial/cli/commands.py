@@ -365,6 +365,8 @@ def _format_what_if(table, interval: float) -> str:
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     """`bayes-trial sensitivity`: how far survey non-response may depart from MAR before a conclusion tips."""
+    _without_dask_arrays()
+    from bayes_trial.checks import diagnose
     from bayes_trial.estimands.sensitivity import delta_adjusted, parse_delta_option, thinned
     from bayes_trial.sampling.fit import load
 
@@ -379,19 +381,21 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     fit = load(args.fit)
     result = delta_adjusted(fit, args.expression, deltas=deltas, wave=args.wave, threshold=args.threshold,
                             interval=args.interval)
+    diagnosis = diagnose.verdict(fit)
     files = _write_sensitivity(result, args.out) if args.out else []
     if args.json:
         import json
         from dataclasses import asdict
 
         point = result.tipping_point
-        print(json.dumps({"fit": str(args.fit), "hypothesis": result.hypothesis, "wave": result.wave,
+        print(json.dumps({"fit": str(args.fit), "diagnostics": "PASS" if diagnosis.passed else "FAIL",
+                          "diagnostic_messages": list(diagnosis.failed), "hypothesis": result.hypothesis, "wave": result.wave,
                           "delta_scale": result.scale, "method": result.method_line(), "warnings": list(result.warnings),
                           "mar": result.mar, "tipping_point": asdict(point) if point else None,
                           "sentence": result.sentence(), "grid": _json_records(result.grid),
                           "files": [str(f) for f in files]}, indent=2, default=str))
         return 0
-    print(f"{fit.spec.name}: {result.hypothesis} at wave {result.wave}")
+    _print_verdict(f"{fit.spec.name}: {result.hypothesis} at wave {result.wave}", diagnosis)
     print(result.method_line())
     for warning in result.warnings:
         print(f"WARNING: {warning}")
