@@ -184,6 +184,18 @@ def test_ordinal_shift_is_on_the_latent_scale_finite_and_monotone(trust_fit):
     assert (grid["mean"] - result.mar["mean"]).abs().max() < 35 / 80 * 4
 
 
+def test_a_conclusion_that_fails_under_mar_says_where_it_would_hold(padded_wellbeing):
+    # "control - intensive > 0" is doubtful under MAR; control non-responders scoring higher would make it hold.
+    result = delta_adjusted(padded_wellbeing, "control - intensive > 0", deltas={"control": "-4:4:0.1"}, wave=1)
+    assert result.tipping_point.size == 0
+    holding = result.grid[~result.grid["tips"]]
+    first = holding.loc[holding["delta_control"].abs().idxmin(), "delta_control"]
+    assert first > 0 and result.sentence().startswith("already at delta = 0 (missing at random) P(control - intensive > 0)")
+    assert (f"it would hold (P(control - intensive > 0) at least 0.90, the 90% interval excluding 0) from "
+            f"delta_control = +{first:g} points: control non-responders would have to score {first:g} points higher"
+            in result.sentence())
+
+
 def test_an_arm_without_missing_answers_warns_that_delta_has_no_effect(wellbeing_fit):
     # The unpadded survey records no missing wellbeing: delta changes nothing, which the result says.
     result = delta_adjusted(wellbeing_fit, EXPRESSION, deltas={"control": "-2:2"}, wave=1)

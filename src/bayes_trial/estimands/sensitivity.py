@@ -153,8 +153,10 @@ def share_text(arm: str, counts: tuple[int, int] | None, min_cell: int = MIN_CEL
     if counts is None:
         return f"{arm} not recorded"
     dropped, total = counts
-    if dropped and (dropped < min_cell or total - dropped < min_cell):
-        return f"{arm} fewer than {min_cell} of {total} or all but fewer than {min_cell}"
+    if 0 < dropped < min_cell:
+        return f"{arm} fewer than {min_cell} of {total}"
+    if dropped and total - dropped < min_cell:
+        return f"{arm} all but fewer than {min_cell} of {total}"
     return f"{arm} {dropped / total if total else 0:.0%} ({dropped} of {total})"
 
 
@@ -217,14 +219,26 @@ class DeltaAdjusted:
         if point.size == 0:
             already = " and ".join({"probability": f"{statement} = {point.p_hypothesis:.3f} is below {self.threshold:.2f}",
                                     "interval": f"{interval} includes {crossing}"}[r] for r in point.reasons)
-            return f"already at delta = 0 (missing at random) {already}: no departure from MAR is needed to doubt it"
+            holding = self.grid[~self.grid["tips"]]
+            if holding.empty:
+                return (f"already at delta = 0 (missing at random) {already}, and no delta in the range makes it hold: "
+                        "no departure from MAR is needed to doubt it")
+            closest = holding.loc[holding[[f"delta_{arm}" for arm in self.ranges]].abs().max(axis=1).idxmin()]
+            deltas = {arm: float(closest[f"delta_{arm}"]) for arm in self.ranges}
+            return (f"already at delta = 0 (missing at random) {already}; it would hold ({statement} at least "
+                    f"{self.threshold:.2f}, {interval} excluding {crossing}) from {self._where(deltas)}: "
+                    f"{self._why(deltas)}")
         what = " and ".join({"probability": f"{statement} falls below {self.threshold:.2f}",
                              "interval": f"{interval} includes {crossing}"}[r] for r in point.reasons)
-        where = ", ".join(f"delta_{arm} = {_signed(value)}" for arm, value in point.deltas.items())
-        why = "; ".join(f"{arm} non-responders would have to score {abs(value):g} {self.scale} "
-                        f"{'higher' if value > 0 else 'lower'} than {arm} responders like them"
-                        for arm, value in point.deltas.items() if value != 0)
-        return f"{what} at {where} {self.scale}: {why}"
+        return f"{what} at {self._where(point.deltas)}: {self._why(point.deltas)}"
+
+    def _where(self, deltas: dict[str, float]) -> str:
+        return ", ".join(f"delta_{arm} = {_signed(value)}" for arm, value in deltas.items()) + f" {self.scale}"
+
+    def _why(self, deltas: dict[str, float]) -> str:
+        return "; ".join(f"{arm} non-responders would have to score {abs(value):g} {self.scale} "
+                         f"{'higher' if value > 0 else 'lower'} than {arm} responders like them"
+                         for arm, value in deltas.items() if value != 0)
 
 
 def _signed(value: float) -> str:
