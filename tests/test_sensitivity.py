@@ -14,7 +14,9 @@ from bayes_trial import cli
 from bayes_trial.core.errors import SpecError
 from bayes_trial.data.contract import with_nonresponse
 from bayes_trial.estimands import query
-from bayes_trial.estimands.sensitivity import delta_adjusted, delta_values, nice_step, parse_delta_option
+from bayes_trial.estimands.sensitivity import (check_delta_fit, delta_adjusted, delta_values, nice_step,
+                                                parse_delta_option)
+from bayes_trial.families import registry
 from bayes_trial.modelling.frames import missing_outcome_counts, prepare
 from bayes_trial.plots.sensitivity import plot_delta_adjusted
 from bayes_trial.report import document as report
@@ -226,6 +228,14 @@ def test_api_errors_are_one_line(padded_wellbeing, outflow_fit):
         with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
             delta_adjusted(fit, EXPRESSION, deltas=deltas)
         assert "\n" not in str(error.value)
+
+
+def test_a_hazard_fit_is_refused_in_one_line():
+    spec = bt.load_spec("outflow_hazard")
+    hazard = type("HazardFit", (), {"spec": spec, "family": registry.get(spec.family)})()
+    with pytest.raises(SpecError, match="outflow_hazard is a discrete-time hazard fit") as error:
+        check_delta_fit(hazard)
+    assert "\n" not in str(error.value)
 
 
 @pytest.fixture(scope="module")
