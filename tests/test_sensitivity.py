@@ -301,15 +301,17 @@ seed = {seed}
 @pytest.mark.parametrize("block, message", [
     ('model = "wellbeing"\nexpression = "intensive - control > 0"\ndelta = { control = "-2:2" }\ncolour = 1',
      "unknown key(s) colour"),
-    ('model = "outflow"\nexpression = "intensive - control > 0"\ndelta = { control = "-2:2" }', "needs 'model'"),
+    ('model = "trust_item"\nexpression = "intensive - control > 0"\ndelta = { control = "-2:2" }', "needs 'model'"),
     ('model = "wellbeing"\nexpression = "intensive - control > 0"', "needs 'delta'"),
+    ('model = "outflow"\nexpression = "intensive - control > 0"\ndelta = { control = "-2:2" }',
+     "delta adjustment is for survey outcomes; outflow models outflow_work from the register"),
     ('model = "wellbeing"\nexpression = "intensive - control > 0"\ndelta = { control = "-2:x" }', "is not a number"),
     ('model = "wellbeing"\nexpression = "intensive - control > 0"\ndelta = { control = "-2:2" }\nthreshold = 1.5',
      "threshold must be a number between 0 and 1"),
 ])
 def test_workflow_sensitivity_blocks_are_validated(tmp_path, block, message):
     path = tmp_path / "sens.toml"
-    path.write_text(WORKFLOW.format(out=tmp_path, **FAST) + "\n[[sensitivity]]\n" + block + "\n")
+    path.write_text(WORKFLOW.format(out=tmp_path, **FAST) + '[[models]]\nspec = "outflow"\n\n[[sensitivity]]\n' + block + "\n")
     with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
         runner.load_workflow(path)
     assert "\n" not in str(error.value)

@@ -153,14 +153,14 @@ def load_workflow(path: str | os.PathLike, *, columns: dict[str, str] | None = N
         if "rope" in entry:
             entry = {**entry, "rope": tuple(entry["rope"])}
         queries.setdefault(entry["model"], []).append(entry)
-    analyses = [check_sensitivity_block(entry, i + 1, names, path) for i, entry in enumerate(raw.get("sensitivity", []))]
+    analyses = [check_sensitivity_block(entry, i + 1, models, path) for i, entry in enumerate(raw.get("sensitivity", []))]
     min_cell = report.check_min_cell(int(raw.get("min_cell", MIN_CELL)))
     return Workflow(name=raw.get("name", path.stem), title=raw.get("title", path.stem), out=_resolve(raw.get("out", f"results/{path.stem}"), base),
                     data=data, models=models, queries=queries, sensitivity=analyses, min_cell=min_cell, source=path,
                     published=published)
 
 
-def check_sensitivity_block(entry: dict, number: int, names: list[str], path: Path) -> dict:
+def check_sensitivity_block(entry: dict, number: int, models: list[ModelSpec], path: Path) -> dict:
     """A ``[[sensitivity]]`` block with its keys checked (one-line errors); arms are checked when it runs."""
     where = f"{path}: [[sensitivity]] {number}"
     if not isinstance(entry, dict):
@@ -168,8 +168,13 @@ def check_sensitivity_block(entry: dict, number: int, names: list[str], path: Pa
     unknown = sorted(set(entry) - set(SENSITIVITY_KEYS))
     if unknown:
         raise SpecError(f"{where} has unknown key(s) {', '.join(unknown)}; valid: {', '.join(SENSITIVITY_KEYS)}")
-    if entry.get("model") not in names:
-        raise SpecError(f"{where} needs 'model' (one of {', '.join(names) or 'no models'}), got {entry.get('model')!r}")
+    specs = {spec.name: spec for spec in models}
+    if entry.get("model") not in specs:
+        raise SpecError(f"{where} needs 'model' (one of {', '.join(specs) or 'no models'}), got {entry.get('model')!r}")
+    spec = specs[entry["model"]]
+    if spec.table != "survey":
+        raise SpecError(f"{where}: delta adjustment is for survey outcomes; {spec.name} models {spec.outcome} "
+                        f"from the {spec.table}")
     if not isinstance(entry.get("expression"), str) or not entry["expression"].strip():
         raise SpecError(f"{where} needs 'expression', e.g. \"intensive - control > 0\"")
     deltas = entry.get("delta")
