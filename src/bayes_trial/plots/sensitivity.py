@@ -63,11 +63,13 @@ def plot_delta_adjusted(result: DeltaAdjusted):
         for axis, value in ((top, point.p_hypothesis), (bottom, point.mean)):
             axis.plot([x], [value], marker="o", markersize=10, markerfacecolor="none", markeredgecolor="firebrick",
                       linestyle="none")
-        where = ", ".join(f"delta_{arm} = {value:+g}" for arm, value in point.deltas.items())
+        where = ", ".join(f"delta_{arm} = {'0' if value == 0 else f'{value:+g}'}" for arm, value in point.deltas.items())
         why = " and ".join({"probability": f"P < {result.threshold:.2f}",
                             "interval": f"interval includes {result.crossing:g}"}[r] for r in point.reasons)
-        top.annotate(f"tips at {where} ({why})", (x, point.p_hypothesis), xytext=(10, -18), textcoords="offset points",
-                     color="firebrick", fontsize=9)
+        # The text sits inside the panel (lower left) with an arrow, so a long label never widens the figure.
+        top.annotate(f"tips at {where}\n({why})", (x, point.p_hypothesis), xytext=(0.02, 0.06),
+                     textcoords="axes fraction", color="firebrick", fontsize=8,
+                     arrowprops={"arrowstyle": "->", "color": "firebrick", "linewidth": 0.8})
     top.set_ylim(-0.02, 1.02)
     top.set_ylabel(f"P({result.hypothesis})")
     unit = "percentage points" if result.unit == "pp" else result.unit
