@@ -12,6 +12,7 @@ Everything the `bayes-trial` command does is one import away::
     bt.effects(fit)
     bt.hypothesis(fit, "intensive - control > 2pp", by="municipality")
     bt.what_if(fit, {"arm": bt.parse_prior("Normal(0, 0.25)")})  # answers under another prior, no refit
+    bt.delta_adjusted(survey_fit, "intensive - control > 0", deltas={"control": "-2:2"})  # MNAR tipping point
     bt.diagnose.diagnose(fit).passed
     bt.report.report([fit], "report/")
 
@@ -45,6 +46,7 @@ _API = {
     "sampling.fit": ("Fit", "load", "refit", "sample", "save"),
     "estimands.query": ("effects", "hypothesis", "variance_components", "wave_effects"),
     "estimands.whatif": ("what_if",),
+    "estimands.sensitivity": ("delta_adjusted",),
     "checks.ppc": ("posterior_predictive",),
     "checks.priors": ("prior_check", "prior_table"),
     "aggregate.pooling": ("pool", "pool_counts", "pooling_summary"),

@@ -363,6 +363,78 @@ def _format_what_if(table, interval: float) -> str:
     return shown.to_string(index=False)
 
 
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    """`bayes-trial sensitivity`: how far survey non-response may depart from MAR before a conclusion tips."""
+    _without_dask_arrays()
+    from bayes_trial.checks import diagnose
+    from bayes_trial.estimands.sensitivity import delta_adjusted, parse_delta_option, thinned
+    from bayes_trial.sampling.fit import load
+
+    if not args.delta:
+        raise BayesTrialError("sensitivity: give at least one --delta, e.g. --delta control=-2:2")
+    deltas: dict[str, str] = {}
+    for text in args.delta:
+        arm, spec = parse_delta_option(text)
+        if arm in deltas:
+            raise BayesTrialError(f"--delta {text!r}: arm {arm!r} has a --delta already")
+        deltas[arm] = spec
+    fit = load(args.fit)
+    result = delta_adjusted(fit, args.expression, deltas=deltas, wave=args.wave, threshold=args.threshold,
+                            interval=args.interval)
+    diagnosis = diagnose.verdict(fit)
+    files = _write_sensitivity(result, args.out) if args.out else []
+    if args.json:
+        import json
+        from dataclasses import asdict
+
+        point = result.tipping_point
+        print(json.dumps({"fit": str(args.fit), "diagnostics": "PASS" if diagnosis.passed else "FAIL",
+                          "diagnostic_messages": list(diagnosis.failed), "hypothesis": result.hypothesis, "wave": result.wave,
+                          "delta_scale": result.scale, "method": result.method_line(), "warnings": list(result.warnings),
+                          "mar": result.mar, "tipping_point": asdict(point) if point else None,
+                          "sentence": result.sentence(), "grid": _json_records(result.grid),
+                          "files": [str(f) for f in files]}, indent=2, default=str))
+        return 0
+    _print_verdict(f"{fit.spec.name}: {result.hypothesis} at wave {result.wave}", diagnosis)
+    print(result.method_line())
+    for warning in result.warnings:
+        print(f"WARNING: {warning}")
+    mar = result.mar
+    print(f"Missing at random (delta = 0): mean {mar['mean']:+.2f} {result.unit}, {result.interval:.0%} ETI "
+          f"{interval_texts([mar['lower']], [mar['upper']])[0]}, P = {mar['p_hypothesis']:.3f}")
+    shown = thinned(result.grid, result.tipping_point)
+    print(f"\nDelta grid ({len(result.grid)} points{'' if len(shown) == len(result.grid) else f', {len(shown)} shown'}; "
+          f"delta in {result.scale}):")
+    print(_format_sensitivity(shown, result.interval))
+    print(f"\n{result.sentence()[0].upper()}{result.sentence()[1:]}.")
+    for path in files:
+        print(f"  {path}")
+    return 0
+
+
+def _write_sensitivity(result, out: str) -> list[Path]:
+    """The grid as sensitivity.csv and the figure as sensitivity.png/.svg in `out`."""
+    from bayes_trial.plots.figures import save_figure
+    from bayes_trial.plots.sensitivity import plot_delta_adjusted
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    table = folder / "sensitivity.csv"
+    result.grid.assign(hypothesis=result.hypothesis, wave=result.wave, unit=result.unit,
+                       delta_scale=result.scale).to_csv(table, index=False)
+    return [table, *save_figure(plot_delta_adjusted(result), folder, "sensitivity")]
+
+
+def _format_sensitivity(grid, interval: float) -> str:
+    """Grid rows for the terminal: deltas, mean, interval, P(hypothesis) and where the conclusion tips."""
+    shown = grid[[c for c in grid.columns if c.startswith("delta_")]].map(lambda v: "0" if v == 0 else f"{v:+g}")
+    shown["mean"] = [f"{m:+.2f}" for m in grid["mean"]]
+    shown[f"{interval:.0%} ETI"] = interval_texts(grid["lower"], grid["upper"])
+    shown["P(hypothesis)"] = [f"{p:.3f}" for p in grid["p_hypothesis"]]
+    shown["tips"] = ["tips" if t else "" for t in grid["tips"]]
+    return shown.to_string(index=False)
+
+
 def cmd_diagnose(args: argparse.Namespace) -> int:
     """`bayes-trial diagnose`: the convergence verdict of a stored fit (exit 1 on FAIL)."""
     if not args.plots and not args.sensitivity:  # those need ArviZ, PyMC and what they bring
@@ -679,6 +751,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=0.9, help="equal-tailed interval width (default 0.9)")
     p.add_argument("--quiet", action="store_true", help="no progress output during a refit")
     p.set_defaults(func=cmd_what_if, trailing="hypotheses")
+
+    p = sub.add_parser("sensitivity", help="survey answers missing not at random: delta-adjusted (pattern-mixture) "
+                                           "answers over a grid of shifts, and the tipping point")
+    p.add_argument("fit", help="stored fit of a survey outcome (.nc)")
+    p.add_argument("expression", help="as `query` reads it, e.g. 'intensive - control > 0'")
+    p.add_argument("--delta", action="append", default=[], metavar="ARM=LOW:HIGH[:STEP]",
+                   help="shift of ARM's non-responders' imputed outcomes: a range LOW:HIGH (step (HIGH-LOW)/20, "
+                        "rounded), LOW:HIGH:STEP or one VALUE; score points for scores, link scale otherwise "
+                        "(repeat for more arms: a product grid)")
+    p.add_argument("--wave", help="survey wave (2, t2 or T2; default the last)")
+    p.add_argument("--threshold", type=float, default=0.9,
+                   help="the conclusion tips when P(hypothesis) falls below this (default 0.9)")
+    p.add_argument("--interval", type=float, default=0.9,
+                   help="equal-tailed interval width (default 0.9); the conclusion also tips when it includes "
+                        "the hypothesis' threshold")
+    p.add_argument("--out", help="folder for sensitivity.csv and the figure sensitivity.png/.svg")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_sensitivity)
 
     p = sub.add_parser("diagnose", help="convergence diagnostics verdict (exit 0 pass, 1 fail)")
     p.add_argument("fit", help="stored fit (.nc)")

@@ -19,7 +19,7 @@ import pandas as pd
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.summaries import DEFAULT_INTERVAL, MIN_CELL, MIN_CELL_FLOOR, interval_texts, summarise_draws  # noqa: F401  (part of this module's API)
 from bayes_trial.modelling.frames import ID_COLUMNS, TRIALS
-from bayes_trial.sampling.fit import Draws, Fit, mean_expected_response
+from bayes_trial.sampling.fit import Draws, Fit, mean_expected_response, mean_outcome_shifts
 
 def population(fit: Fit) -> pd.DataFrame:
     """The persons (or binomial cells) over which predictions are averaged: one row per participant."""
@@ -180,6 +180,18 @@ def standardised_means(fit: Fit, assignments: list[dict], frame: pd.DataFrame | 
     means = _outcome_scale(fit, mean_expected_response(fit, draws, copies, groups, weights))
     draws = means.stack(sample=("chain", "draw")).transpose("sample", "group").to_numpy()
     return list(draws.T)
+
+
+def standardised_outcome_shifts(fit: Fit, assign: dict, deltas, frame: pd.DataFrame | None = None) -> np.ndarray:
+    """Draws (sample x delta) of how far the standardised mean outcome moves when the linear predictor shifts.
+
+    The persons of `frame` (default `population`) get the column values of `assign` (an arm and
+    a wave), as in `standardised_means`; their linear predictor is evaluated once and shifted by
+    each delta (`sampling.fit.mean_outcome_shifts`). Outcome scale, not yet times `scale_factor`.
+    """
+    frame = population(fit) if frame is None else frame
+    copies = _counterfactual_copies(fit, frame, [assign])
+    return mean_outcome_shifts(fit, Draws(fit.posterior), copies, _weights(fit, frame), deltas)
 
 
 def standardised_mean(fit: Fit, frame: pd.DataFrame | None = None, *, new_groups: bool = False, **assign) -> np.ndarray:

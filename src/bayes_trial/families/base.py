@@ -196,6 +196,45 @@ class Family:
         """
         return xr.DataArray(INVERSE_LINKS[self.link](eta), dims=("chain", "draw", "__obs__"))
 
+    def mean_shifts(self, eta: np.ndarray, deltas: np.ndarray, weights: np.ndarray, posterior, response: str,
+                    categories: np.ndarray | None) -> np.ndarray:
+        """How far shifting the linear predictor by each delta moves the mean expected outcome, per draw.
+
+        The delta-adjusted (pattern-mixture) sensitivity analysis (`estimands.sensitivity`) shifts
+        imputed outcomes on this scale: the weighted mean over rows of
+        E(y | eta + delta) − E(y | eta), on the outcome scale (a probability, a count, an item value).
+
+        Parameters
+        ----------
+        eta
+            Draws of the linear predictor, an array (chain, draw, rows).
+        deltas
+            Shifts on the link (latent) scale, one dimensional.
+        weights
+            Each row's weight in the mean (summing to 1).
+        posterior, response, categories
+            As for `response_parameter`.
+
+        Returns
+        -------
+        numpy.ndarray
+            (chain, draw, delta); exactly 0 where delta is 0.
+        """
+        def expected(values: np.ndarray) -> np.ndarray:
+            parameter = self.response_parameter(values, posterior, response, categories)
+            return np.asarray(self.expected_outcome(parameter, categories).transpose("chain", "draw", "__obs__"))
+
+        base = expected(eta) @ weights
+        shifts = np.zeros((*eta.shape[:2], len(deltas)))
+        for i, delta in enumerate(deltas):
+            if delta != 0:
+                shifts[..., i] = expected(eta + delta) @ weights - base
+        return shifts
+
+    def delta_scale(self, spec) -> str:
+        """The scale a sensitivity analysis' delta is on (see `mean_shifts`), for output and axis labels."""
+        return self.effect_label(spec)
+
     def latent_variance(self, posterior, outcome: pd.Series) -> np.ndarray | float:
         """Observation-level variance on the latent (link) scale, for variance shares."""
         return math.pi**2 / 3

@@ -29,6 +29,9 @@ class Count(Family):
                             f"found {values[bad].iloc[0]!r}")
         return values.astype(int)
 
+    def delta_scale(self, spec) -> str:
+        return "log rate"
+
     def latent_variance(self, posterior, outcome: pd.Series) -> np.ndarray:
         # Nakagawa, Johnson & Schielzeth (2017): log(1 + 1/mu + 1/alpha) for the log link.
         mean = float(np.mean(outcome.astype(float)))

@@ -27,6 +27,13 @@ class Gaussian(Family):
     def latent_variance(self, posterior, outcome: pd.Series) -> np.ndarray:
         return posterior["sigma"].to_numpy().ravel() ** 2
 
+    def mean_shifts(self, eta, deltas, weights, posterior, response, categories) -> np.ndarray:
+        # Identity link: shifting every outcome by delta shifts their mean by exactly delta, whatever eta is.
+        return np.broadcast_to(np.asarray(deltas, dtype=float), (*eta.shape[:2], len(deltas))).copy()
+
+    def delta_scale(self, spec) -> str:
+        return spec.outcome_unit
+
     def ppc_statistics(self, spec, categories: np.ndarray | None) -> dict[str, Statistic]:
         found = {"mean": mean_statistic, "sd": sd_statistic}
         low, high = spec.bounds

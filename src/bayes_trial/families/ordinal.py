@@ -37,6 +37,9 @@ class Ordinal(Family):
         return xr.DataArray(steps, dims=("chain", "draw", "__obs__", f"{response}_dim"),
                             coords={f"{response}_dim": categories})
 
+    def delta_scale(self, spec) -> str:
+        return "latent log-odds"
+
     def ppc_statistics(self, spec, categories: np.ndarray | None) -> dict[str, Statistic]:
         low, high = float(categories[0]), float(categories[-1])
         return {"mean": mean_statistic, "sd": sd_statistic,

@@ -25,10 +25,11 @@ from bayes_trial.checks.priors import REPORT_DRAWS, PriorCheck, fit_prior_check
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.paths import write_atomic
 from bayes_trial.core.summaries import interval_texts
-from bayes_trial.estimands import query
+from bayes_trial.estimands import query, sensitivity
 from bayes_trial.modelling.frames import CONFOUNDED, missing_outcomes
 from bayes_trial.plots import curves as curve_plots
 from bayes_trial.plots import figures as figures_mod
+from bayes_trial.plots import sensitivity as sensitivity_plots
 from bayes_trial.sampling.build import pymc_priors
 from bayes_trial.sampling.fit import Fit
 
@@ -225,6 +226,42 @@ def published_blocks(analysis) -> list[Block]:
         blocks.append(Block("table", name.replace("_", " "), table=_readable(table)))
     for name, paths in analysis.figures.items():
         blocks += [Block("figure", name.replace("_", " "), path=path) for path in paths if path.suffix == ".png"]
+    return blocks
+
+
+def sensitivity_blocks(analyses: list, figure_dir: Path, min_cell: int = query.MIN_CELL) -> list[Block]:
+    """A report section with one part per delta-adjusted sensitivity analysis (`estimands.sensitivity`).
+
+    Each part: the method line (shares missing, small counts hidden), warnings, the tipping point
+    in words, the grid (thinned to about 21 rows) and the tipping-point figure.
+    """
+    if not analyses:
+        return []
+    blocks = [Block("h2", "Sensitivity to survey answers missing not at random"),
+              Block("p", "The survey effects above assume that answers are missing at random (MAR): the model fills "
+                         "in a non-responder's outcome from responders like them. Here the non-responders' imputed "
+                         "outcomes are shifted by delta (a pattern-mixture, delta-adjusted analysis as in ICH E9(R1) "
+                         "and R's rbmi, without refitting) to find how large a departure from MAR would change "
+                         "the conclusion: the tipping point.")]
+    for number, result in enumerate(analyses, start=1):
+        blocks.append(Block("h3", f"{result.model}: {result.hypothesis} at wave {result.wave}"))
+        blocks.append(Block("p", result.method_line(min_cell)))
+        blocks += [Block("p", f"Warning: {warning}") for warning in result.warnings]
+        sentence = result.sentence()
+        blocks.append(Block("p", f"{sentence[0].upper()}{sentence[1:]}."))
+        mar = result.mar
+        blocks.append(Block("p", f"Missing at random (delta = 0): mean {mar['mean']:+.2f} {result.unit}, "
+                                 f"{result.interval:.0%} interval {interval_texts([mar['lower']], [mar['upper']])[0]}, "
+                                 f"P({result.hypothesis}) = {mar['p_hypothesis']:.3f}."))
+        shown = sensitivity.thinned(result.grid, result.tipping_point)
+        table = shown.assign(interval=interval_texts(shown["lower"], shown["upper"]),
+                             tips=["tips" if t else "" for t in shown["tips"]]).drop(columns=["lower", "upper"])
+        blocks.append(Block("table", f"Delta grid ({len(result.grid)} points, delta in {result.scale}; "
+                                     f"{result.interval:.0%} intervals)", table=_readable(table)))
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{result.model}_{number}").strip("_")
+        path = figures_mod.save_figure(sensitivity_plots.plot_delta_adjusted(result), Path(figure_dir) / "sensitivity",
+                                       name)[0]
+        blocks.append(Block("figure", f"sensitivity of {result.hypothesis} (wave {result.wave}) to delta", path=path))
     return blocks
 
 

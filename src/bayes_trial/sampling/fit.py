@@ -294,9 +294,47 @@ def _group_matrix(groups: np.ndarray, columns: np.ndarray, weights: np.ndarray, 
     return flat.reshape(n_groups, n_columns)
 
 
+def mean_outcome_shifts(fit: Fit, draws, data: pd.DataFrame, weights: np.ndarray, deltas) -> np.ndarray:
+    """Draws of how far shifting the linear predictor by each delta moves the weighted mean expected outcome.
+
+    The linear predictor of `data` is evaluated once (each distinct formula pattern once) and shifted
+    by every delta; the family says what the shift does on the outcome scale (`Family.mean_shifts`).
+
+    Parameters
+    ----------
+    fit, draws
+        As for `expected_response`.
+    data
+        Rows to predict, in the columns of ``fit.data``.
+    weights
+        Each row's weight in the mean.
+    deltas
+        Shifts on the link (latent) scale.
+
+    Returns
+    -------
+    numpy.ndarray
+        (sample, delta), samples chain by chain as `query` stacks them; exactly 0 where delta is 0.
+    """
+    posterior = _posterior(draws)
+    eta, row_pattern, _ = _pattern_linear_predictor(fit, posterior, data)
+    pattern_weights = np.bincount(row_pattern, weights=weights, minlength=eta.shape[-1]) / np.sum(weights)
+    deltas = np.asarray(deltas, dtype=float)
+    shifts = fit.family.mean_shifts(eta, deltas, pattern_weights, posterior, fit.prepared.response, fit.categories)
+    return shifts.reshape(-1, len(deltas))
+
+
 def _pattern_predictions(fit: Fit, posterior: xr.Dataset, data: pd.DataFrame):
     """The parent parameter's draws for each distinct formula pattern of `data`, each row's pattern, and
     the participant intercepts to add to them (None where they are inside the patterns' predictions)."""
+    eta, row_pattern, intercepts = _pattern_linear_predictor(fit, posterior, data)
+    predicted = fit.family.response_parameter(eta, posterior, fit.prepared.response, fit.categories)
+    return predicted, row_pattern, intercepts
+
+
+def _pattern_linear_predictor(fit: Fit, posterior: xr.Dataset, data: pd.DataFrame):
+    """The linear predictor's draws for each distinct formula pattern of `data` (chain, draw, pattern), each
+    row's pattern, and the participant intercepts to add to them (None where they are inside the patterns')."""
     terms = formula_terms(fit.prepared.formula, posterior)
     # With an identity link a participant's intercept adds to the mean of every row of theirs, so it
     # is added per person afterwards (`expected_response`, `mean_expected_response`) instead of
@@ -312,9 +350,7 @@ def _pattern_predictions(fit: Fit, posterior: xr.Dataset, data: pd.DataFrame):
         np.zeros(len(data), dtype=int))
     _, first, row_pattern = np.unique(pattern, return_index=True, return_inverse=True)
     patterns = data.iloc[first].reset_index(drop=True)
-    eta = linear_predictor(posterior, terms, patterns)
-    predicted = fit.family.response_parameter(eta, posterior, fit.prepared.response, fit.categories)
-    return predicted, row_pattern, intercepts
+    return linear_predictor(posterior, terms, patterns), row_pattern, intercepts
 
 
 def storage_note(fit: Fit) -> str | None:

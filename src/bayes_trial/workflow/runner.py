@@ -29,8 +29,15 @@
     by = "municipality"               # optional: municipality | wave
     rope = [-0.02, 0.02]              # optional
 
+    [[sensitivity]]                   # survey answers missing not at random (estimands.sensitivity)
+    model = "wellbeing"
+    expression = "intensive - control > 0"
+    delta = { control = "-2:2" }      # per arm: LOW:HIGH, LOW:HIGH:STEP or VALUE
+    wave = 2                          # optional: default the last wave
+    threshold = 0.9                   # optional: P(hypothesis) below this tips the conclusion
+
 `run` fits each model unless a stored fit with the same spec (priors and sampler seed included) and
-the same data hash already exists, then writes query tables, figures and the report.
+the same data hash already exists, then writes query tables, sensitivity grids, figures and the report.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from bayes_trial.data.columns import check_column_mapping
 from bayes_trial.sampling import fit as fit_mod
 from bayes_trial.checks import diagnose
 from bayes_trial.core.summaries import MIN_CELL
-from bayes_trial.estimands import answers
+from bayes_trial.estimands import answers, sensitivity
 from bayes_trial.report import document as report
 from bayes_trial.core.progress import say
 from bayes_trial.core.errors import FitFileError, SpecError
@@ -61,6 +68,7 @@ from bayes_trial.modelling.spec import ModelSpec, load_spec, parse_prior, read_t
 SAMPLER_KEYS = ("draws", "tune", "chains", "seed", "sampler", "target_accept")
 DATA_KEYS = ("design", "seed", "survey", "register", "control_arm", "columns")
 QUERY_KEYS = {"model", "expression", "by", "wave", "municipality", "rope"}
+SENSITIVITY_KEYS = ("model", "expression", "delta", "wave", "threshold", "interval")
 
 
 @dataclass
@@ -72,6 +80,7 @@ class Workflow:
     data: dict[str, Any]
     models: list[ModelSpec]
     queries: dict[str, list[dict]] = field(default_factory=dict)
+    sensitivity: list[dict] = field(default_factory=list)
     min_cell: int = MIN_CELL
     source: Path | None = None
     published: str | None = None
@@ -144,10 +153,40 @@ def load_workflow(path: str | os.PathLike, *, columns: dict[str, str] | None = N
         if "rope" in entry:
             entry = {**entry, "rope": tuple(entry["rope"])}
         queries.setdefault(entry["model"], []).append(entry)
+    analyses = [check_sensitivity_block(entry, i + 1, models, path) for i, entry in enumerate(raw.get("sensitivity", []))]
     min_cell = report.check_min_cell(int(raw.get("min_cell", MIN_CELL)))
     return Workflow(name=raw.get("name", path.stem), title=raw.get("title", path.stem), out=_resolve(raw.get("out", f"results/{path.stem}"), base),
-                    data=data, models=models, queries=queries, min_cell=min_cell, source=path,
+                    data=data, models=models, queries=queries, sensitivity=analyses, min_cell=min_cell, source=path,
                     published=published)
+
+
+def check_sensitivity_block(entry: dict, number: int, models: list[ModelSpec], path: Path) -> dict:
+    """A ``[[sensitivity]]`` block with its keys checked (one-line errors); arms are checked when it runs."""
+    where = f"{path}: [[sensitivity]] {number}"
+    if not isinstance(entry, dict):
+        raise SpecError(f"{where} must be a table")
+    unknown = sorted(set(entry) - set(SENSITIVITY_KEYS))
+    if unknown:
+        raise SpecError(f"{where} has unknown key(s) {', '.join(unknown)}; valid: {', '.join(SENSITIVITY_KEYS)}")
+    specs = {spec.name: spec for spec in models}
+    if entry.get("model") not in specs:
+        raise SpecError(f"{where} needs 'model' (one of {', '.join(specs) or 'no models'}), got {entry.get('model')!r}")
+    spec = specs[entry["model"]]
+    if spec.table != "survey":
+        raise SpecError(f"{where}: delta adjustment is for survey outcomes; {spec.name} models {spec.outcome} "
+                        f"from the {spec.table}")
+    if not isinstance(entry.get("expression"), str) or not entry["expression"].strip():
+        raise SpecError(f"{where} needs 'expression', e.g. \"intensive - control > 0\"")
+    deltas = entry.get("delta")
+    if not isinstance(deltas, dict) or not deltas:
+        raise SpecError(f"{where} needs 'delta', a table of arm ranges, e.g. delta = {{ control = \"-2:2\" }}")
+    for arm, spec in deltas.items():
+        sensitivity.delta_values(spec, f"{where}: delta {arm} = {spec!r}")
+    for key in ("threshold", "interval"):
+        value = entry.get(key, 0.5)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise SpecError(f"{where}: {key} must be a number between 0 and 1, got {value!r}")
+    return dict(entry)
 
 
 def load_tables(workflow: Workflow) -> dict[str, pd.DataFrame]:
@@ -225,10 +264,19 @@ def run(workflow: Workflow | str | os.PathLike, *, progress: bool = True) -> dic
     query_tables = [answers.hypothesis(fit, q["expression"], by=q.get("by"), wave=q.get("wave"),
                                        municipality=q.get("municipality"), rope=q.get("rope")).assign(model=fit.spec.name)
                     for fit in fits for q in workflow.queries.get(fit.spec.name, [])]
+    by_name = {fit.spec.name: fit for fit in fits}
+    analyses = [sensitivity.delta_adjusted(by_name[block["model"]], block["expression"], deltas=block["delta"],
+                                           wave=block.get("wave"),
+                                           **{k: block[k] for k in ("threshold", "interval") if k in block})
+                for block in workflow.sensitivity]
     outputs = {}
     if query_tables:
         outputs["queries"] = workflow.out / "queries.csv"
         pd.concat(query_tables, ignore_index=True).to_csv(outputs["queries"], index=False)
+    if analyses:
+        outputs["sensitivity"] = workflow.out / "sensitivity.csv"
+        pd.concat([a.grid.assign(model=a.model, hypothesis=a.hypothesis, wave=a.wave, unit=a.unit, delta_scale=a.scale)
+                   for a in analyses], ignore_index=True).to_csv(outputs["sensitivity"], index=False)
     if progress:
         say("writing figures and report ...")
     extra = []
@@ -236,6 +284,7 @@ def run(workflow: Workflow | str | os.PathLike, *, progress: bool = True) -> dic
         from bayes_trial.aggregate.published import published_oss_analysis
 
         extra = report.published_blocks(published_oss_analysis(workflow.out / "published"))
+    extra = report.sensitivity_blocks(analyses, workflow.out / "figures", workflow.min_cell) + extra
     outputs.update(report.report(fits, workflow.out, title=workflow.title, queries=workflow.queries,
                                  min_cell=workflow.min_cell, extra=extra))
     if progress:
