@@ -63,6 +63,16 @@ def has_survey_outcome(fit: Fit) -> bool:
     return fit.spec.table == "survey" and "wave" in fit.data and not is_response_fit(fit)
 
 
+def same_trial(fit: Fit, other: Fit) -> bool:
+    """Whether two fits cover the same arms, waves and towns (so one's response can stand beside the other)."""
+    return (sorted(map(str, query.arms(fit))) == sorted(map(str, query.arms(other)))
+            and query.waves(fit) == query.waves(other) and _towns(fit) == _towns(other))
+
+
+def _towns(fit: Fit) -> list[str]:
+    return sorted(map(str, fit.data["municipality"].unique())) if "municipality" in fit.data else []
+
+
 def response_rates(fit: Fit, interval: float = DEFAULT_INTERVAL) -> ResponseRates:
     """Posterior response rate per arm x wave, and each arm minus control, from a response-model fit.
 

@@ -121,16 +121,18 @@ def response_blocks(fit: Fit, figure_dir: Path, response_fit: Fit | None = None,
                     min_cell: int = query.MIN_CELL) -> list[Block]:
     """Who answered, beside a survey outcome: the MAR assumption, response by arm x wave, differentials.
 
-    Response comes from `response_fit` (a fit of the response model) when given, else from the
-    response counts stored with `fit` (`counted_response`). A response-model fit shows its own rates.
+    Response comes from `response_fit` (a fit of the response model) when given and fitted to the
+    same arms, waves and towns, else from the response counts stored with `fit` (`counted_response`). A response-model fit shows its own rates.
     Nothing for register outcomes.
     """
     if attrition.is_response_fit(fit):
         response_fit = fit
     elif not attrition.has_survey_outcome(fit):
         return []
-    blocks = [Block("h3", "Survey response and the missing-at-random assumption")]
+    elif response_fit is not None and not attrition.same_trial(fit, response_fit):
+        response_fit = None  # another trial's response would be drawn as this one's
     line = attrition.mar_assumption(fit, query.waves(fit), min_cell=min_cell)
+    blocks = [Block("h3", "Survey response and the missing-at-random assumption" if line else "Survey response")]
     if line:
         blocks.append(Block("p", line))
     response = attrition.response_rates(response_fit) if response_fit is not None else counted_response(fit, min_cell)
@@ -140,7 +142,8 @@ def response_blocks(fit: Fit, figure_dir: Path, response_fit: Fit | None = None,
     figure = attrition_plots.plot_response(response.rates, response.differentials, control=fit.spec.control_arm,
                                            title=f"Survey response ({fit.spec.name})")
     name = f"{fit.spec.name}_response"
-    blocks.append(Block("figure", name.replace("_", " "), path=figures_mod.save_figure(figure, figure_dir, name)[0]))
+    blocks.append(Block("figure", "Survey response by arm and wave (left) and each arm minus control (right), "
+                                  "90% intervals", path=figures_mod.save_figure(figure, figure_dir, name)[0]))
     table = response.differentials.copy()
     table["interval (90% ETI)"] = interval_texts(table["lower"], table["upper"])
     table = table[["wave", "contrast", "mean", "interval (90% ETI)", "p_lt_0"]].rename(
@@ -209,7 +212,8 @@ def _hazard_blocks(fit: Fit, figure_dir: Path, min_cell: int) -> list[Block]:
               Block("h3", "Figures")]
     for name, figure in ((f"{fit.spec.name}_curves", curve_plots.plot_cumulative_incidence(fit, min_cell=min_cell)),
                          (f"{fit.spec.name}_contrast_over_time", curve_plots.plot_outflow_contrast(fit))):
-        blocks.append(Block("figure", name.replace("_", " "), path=figures_mod.save_figure(figure, figure_dir, name)[0]))
+        blocks.append(Block("figure", "Survey response by arm and wave (left) and each arm minus control (right), "
+                                  "90% intervals", path=figures_mod.save_figure(figure, figure_dir, name)[0]))
     return blocks
 
 
