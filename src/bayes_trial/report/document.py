@@ -83,6 +83,10 @@ def missing_outcome_blocks(fit: Fit, min_cell: int = query.MIN_CELL) -> list[Blo
                         "rows": [shown(n) for n in table["n_total"]]})
     if not (out["wave"] != "").any():
         out = out.drop(columns="wave")
+    if fit.prepared.missing_over_randomised:
+        return [Block("table", f"Did not answer {fit.spec.outcome}, of everyone randomised (left out of the model; "
+                               f"counts under {min_cell} suppressed)",
+                      table=out.rename(columns={"left out": "did not answer", "rows": "randomised"}))]
     return [Block("table", f"Rows without {fit.spec.outcome}, left out of the model (counts under {min_cell} suppressed)",
                   table=out)]
 
