@@ -17,7 +17,9 @@ def test_every_randomised_person_gets_every_wave_and_nonresponse_counts_as_missi
     survey, register = _tables()
     padded = with_nonresponse(survey, register)
     assert len(padded) == 6
-    assert padded["responded"].tolist() == [1, 1, 0, 0, 1, 0]
+    # the survey's rows first, in their order, then the added ones
+    assert padded["responded"].tolist() == [1, 1, 1, 0, 0, 0]
+    assert padded[["participant_id", "wave"]].iloc[3:].values.tolist() == [["b", 0], ["b", 1], ["c", 1]]
     added = padded[padded["responded"] == 0].set_index(["participant_id", "wave"])
     assert added.loc[("b", 1), "age"] == 40 and added.loc[("b", 1), "arm"] == "control"
     counts = missing_outcome_counts(padded, "wellbeing", "control").set_index(["arm", "wave"])

@@ -27,6 +27,8 @@ TINY = "HalfNormal(0.001)"  # a standard deviation that is as good as zero
 
 
 def frame_for(spec, sim):
+    if spec.outcome == "responded":  # the response model is fitted to everyone randomised
+        return bt.data.contract.with_nonresponse(sim.survey, sim.register)
     return sim.survey if spec.table == "survey" else sim.register
 
 

@@ -43,6 +43,10 @@ def test_demo_writes_report_queries_and_figures(demo):
                     "Convergence diagnostics", "Software and seeds", "P(effect &gt; 0)"):
         assert section in html
     assert "![" in markdown and "P(effect > 0)" in markdown
+    # the simulated register pads the survey: wellbeing states MAR over everyone randomised, beside its response
+    wellbeing = markdown.split("## wellbeing", 1)[1]
+    assert "Assumes missing at random" in wellbeing and "randomised)" in wellbeing
+    assert "wellbeing_response.png" in wellbeing and "P(differential < 0)" in wellbeing
     queries = pd.read_csv(outputs["queries"])
     assert set(queries["model"]) == {"outflow", "wellbeing"}
     answered = queries["p_hypothesis"].notna()

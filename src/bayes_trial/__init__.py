@@ -8,6 +8,11 @@ Everything the `bayes-trial` command does is one import away::
     import bayes_trial as bt
     sim = bt.simulate(bt.load_design("oss"), seed=1)
     fit = bt.sample(bt.load_spec("outflow"), sim.register)
+    # Survey models over everyone randomised (non-responders as missing outcomes; same posterior):
+    survey = bt.with_nonresponse(sim.survey, sim.register)
+    wellbeing = bt.sample(bt.load_spec("wellbeing"), survey)
+    bt.mar_assumption(wellbeing)            # the missing-at-random assumption, share missing per arm
+    bt.response_rates(bt.sample(bt.load_spec("response"), survey))  # who answered, per arm x wave
     bt.save(fit, "outflow.nc"); fit = bt.load("outflow.nc")
     bt.effects(fit)
     bt.hypothesis(fit, "intensive - control > 2pp", by="municipality")
@@ -32,7 +37,7 @@ from .core import compile_dir
 compile_dir.configure()
 
 from .core.errors import BayesTrialError, DataError, FitFileError, SpecError
-from .data.contract import data_hash, load_register, load_survey, validate_register, validate_survey
+from .data.contract import data_hash, load_register, load_survey, validate_register, validate_survey, with_nonresponse
 from .data.readers import read_table
 from .modelling.spec import ModelSpec, Prior, load_spec, parse_prior
 from .simulation.design import load_design
@@ -47,6 +52,7 @@ _API = {
     "estimands.query": ("effects", "hypothesis", "variance_components", "wave_effects"),
     "estimands.whatif": ("what_if",),
     "estimands.sensitivity": ("delta_adjusted",),
+    "estimands.attrition": ("mar_assumption", "response_rates"),
     "checks.ppc": ("posterior_predictive",),
     "checks.priors": ("prior_check", "prior_table"),
     "aggregate.pooling": ("pool", "pool_counts", "pooling_summary"),
@@ -63,7 +69,7 @@ _MODULES = {"batch": "batch", "compare": "checks.compare", "data": "data", "diag
 
 __all__ = ["BayesTrialError", "DataError", "FitFileError", "ModelSpec", "Prior", "Simulation", "SpecError", "data_hash",
            "load_design", "load_register", "load_spec", "load_survey", "parse_prior", "read_table", "simulate",
-           "validate_register", "validate_survey", "write_simulation", *sorted(_OWNER)]
+           "validate_register", "validate_survey", "with_nonresponse", "write_simulation", *sorted(_OWNER)]
 
 
 def __getattr__(name: str):

@@ -42,19 +42,47 @@ def _sampler_settings(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in ("draws", "tune", "chains", "seed", "sampler", "target_accept")}
 
 
+def _table_in_folder(folder: Path, table: str) -> Path | None:
+    candidates = sorted(p for p in folder.iterdir() if p.stem == table and p.is_file())
+    return candidates[0] if candidates else None
+
+
 def resolve_data_path(path: str | Path, table: str) -> Path:
     """A data file, or a folder holding `survey.*` / `register.*` (as written by `simulate`)."""
     path = Path(path)
     if path.is_dir():
-        candidates = sorted(p for p in path.iterdir() if p.stem == table and p.is_file())
-        if not candidates:
+        found = _table_in_folder(path, table)
+        if found is None:
             raise DataError(f"{path}: folder has no {table}.csv/.parquet/.sav/.dta file")
-        return candidates[0]
+        return found
     return path
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
+NEEDS_REGISTER = "the response model needs everyone randomised: give a folder with register.csv or --register FILE"
+
+
+def resolve_register_path(spec, data: str | Path, register: str | None) -> Path | None:
+    """The register that lists everyone randomised, for a survey spec: --register, or register.* beside the survey.
+
+    None for register specs, and for survey specs without one (the response model then cannot be fitted).
+    """
+    from bayes_trial.data.contract import RESPONDED
+
+    if spec.table != "survey":
+        return None
+    found = Path(register) if register else _table_in_folder(Path(data), "register") if Path(data).is_dir() else None
+    if found is None and spec.outcome == RESPONDED:
+        raise DataError(NEEDS_REGISTER)
+    return found
+
+
+def _add_data_options(parser: argparse.ArgumentParser, register: bool = False) -> None:
     group = parser.add_argument_group("reading your own data (see data/README.md)")
+    if register:
+        group.add_argument("--register", metavar="FILE",
+                           help="survey models: the register listing everyone randomised, so that non-response counts "
+                                "over all of them (default: register.* in the --data folder, if any); the response "
+                                "model needs it")
     group.add_argument("--columns", metavar="SOURCE=TARGET,...",
                        help="map your column names to the data contract's, e.g. "
                             "'klantnummer=participant_id,gemeente=municipality,groep=arm,consulent=consultant_id'")
@@ -70,14 +98,19 @@ def with_control(spec, args: argparse.Namespace):
     return dataclasses.replace(spec, control_arm=control) if control else spec
 
 
-def load_for_spec(spec, path: str | Path, columns: str | None = None):
-    """Read and validate the table that `spec` models; `columns` is the text of --columns."""
+def load_for_spec(spec, path: str | Path, columns: str | None = None, register: str | None = None):
+    """Read and validate the table that `spec` models; `columns` is the text of --columns.
+
+    A survey is padded with everyone randomised (`data.contract.with_nonresponse`) when a register is
+    known: `register` (--register) or register.* in the `path` folder.
+    """
     from bayes_trial.data import contract as data
     from bayes_trial.data.columns import parse_column_mapping
 
     mapping = parse_column_mapping(columns, "--columns") if columns else None
+    register_path = resolve_register_path(spec, path, register)
     path = resolve_data_path(path, spec.table)
-    return data.load_for_spec(spec, path, columns=mapping, where="--columns")
+    return data.load_for_spec(spec, path, columns=mapping, where="--columns", register=register_path)
 
 
 def print_missing(fit) -> None:
@@ -90,6 +123,11 @@ def print_missing(fit) -> None:
     shown = table.assign(wave=["" if w is None else w for w in table["wave"]])
     if not any(shown["wave"] != ""):
         shown = shown.drop(columns="wave")
+    if fit.prepared.missing_over_randomised:
+        print(f"\nDid not answer {fit.spec.outcome} (no survey row, or the answer left empty), of everyone randomised "
+              "(per arm and wave):")
+        print(shown.rename(columns={"n_dropped": "did not answer", "n_total": "randomised"}).to_string(index=False))
+        return
     print(f"\nRows without {fit.spec.outcome}, left out of the fit (per arm{' and wave' if 'wave' in shown else ''}):")
     print(shown.rename(columns={"n_dropped": "left out", "n_total": "rows"}).to_string(index=False))
 
@@ -148,7 +186,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     priors = load_priors_file(args.priors) if args.priors else {}
     priors.update(dict(parse_prior_assignment(text) for text in args.prior))
     spec = with_control(spec.with_priors(priors).with_sampler(**_sampler_settings(args)), args)
-    frame = load_for_spec(spec, args.data, args.columns)
+    frame = load_for_spec(spec, args.data, args.columns, args.register)
     fit = sample(spec, frame, progress=not args.quiet)
     diagnosis = diagnose(fit)
     record_verdict(fit, diagnosis)
@@ -233,11 +271,16 @@ def cmd_query(args: argparse.Namespace) -> int:
                              rope=_parse_rope(args.rope, fit.spec.outcome_unit), interval=args.interval)
     verdict = "PASS" if diagnosis.passed else "FAIL"
     wave_line = _answer_wave_line(fit, args, table)
+    from bayes_trial.estimands.attrition import mar_assumption
+
+    answered = sorted({int(w) for w in table["wave"].dropna()}) if "wave" in table else []
+    assumption = mar_assumption(fit, answered) if answered else None
     if args.json:
         import json
 
         print(json.dumps({"fit": str(args.fit), "diagnostics": verdict, "diagnostic_messages": list(diagnosis.failed),
-                          **({"note": wave_line} if wave_line else {}), "results": _json_records(table)},
+                          **({"note": wave_line} if wave_line else {}),
+                          **({"missing_at_random": assumption} if assumption else {}), "results": _json_records(table)},
                          indent=2, default=str))
         return 0
     print(f"{fit.spec.name}: {args.expression}   [diagnostics {verdict}]")
@@ -248,6 +291,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     if wave_line:
         print(wave_line)
     print(_format_answers(table, args.interval))
+    if assumption:
+        print(assumption)
     return 0
 
 
@@ -486,7 +531,7 @@ def cmd_priors(args: argparse.Namespace) -> int:
     from bayes_trial.checks.priors import format_prior_table, prior_table
 
     spec = _spec_with_priors(args)
-    frame = load_for_spec(spec, args.data, args.columns) if args.data else None
+    frame = load_for_spec(spec, args.data, args.columns, args.register) if args.data else None
     print(format_prior_table(prior_table(spec, frame)))
     if frame is None:
         print("(auto priors are scaled to the outcome: give --data to see their values and why)")
@@ -498,7 +543,7 @@ def cmd_prior_check(args: argparse.Namespace) -> int:
     from bayes_trial.checks.priors import format_prior_check, plot_prior_check, prior_check
 
     spec = _spec_with_priors(args)
-    frame = load_for_spec(spec, args.data, args.columns)
+    frame = load_for_spec(spec, args.data, args.columns, args.register)
     result = prior_check(spec, frame, draws=args.draws, seed=args.seed, implausible=args.implausible)
     print(format_prior_check(result))
     out = Path(args.out)
@@ -713,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when the fit fails its convergence diagnostics (it is stored all the same); "
                         "without it the exit code is 0 for every stored fit and the verdict is printed")
-    _add_data_options(p)
+    _add_data_options(p, register=True)
     _add_sampler_options(p)
     p.set_defaults(func=cmd_fit)
 
@@ -801,7 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--implausible", type=float, metavar="SIZE",
                            help="effect size (outcome unit: pp for binary) the prior should make unlikely; "
                                 "default the spec's implausible_effect, else 30 pp, 30%% of a score's range, 2 SDs")
-        _add_data_options(p)
+        _add_data_options(p, register=True)
         p.set_defaults(func=func)
 
     p = sub.add_parser("compare", help="compare fits: estimands, spec differences, PSIS-LOO, leave-one-town-out")

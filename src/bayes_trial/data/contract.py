@@ -614,18 +614,26 @@ def model_columns(spec: Any) -> list[str]:
 
 def load_for_spec(
     spec: Any, path: str | os.PathLike, *, columns: Mapping[str, str] | None = None,
-    where: str = "--columns", targets: Iterable[str] | None = None,
+    where: str = "--columns", targets: Iterable[str] | None = None, register: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Read and validate the table that `spec` models, with its outcome's range and control arm.
 
     `columns` maps the file's names to the contract's; its targets must be among `targets`
     (default: :func:`model_columns` of `spec`); `where` names the option or table it came from.
+    With `register` (a file listing everyone randomised) a survey gets a row for every randomised
+    person at every wave (:func:`with_nonresponse`), so that missing outcomes count non-response
+    over everyone randomised; register specs ignore it.
     """
     if columns:
         columns = check_column_mapping(columns, where=where, targets=model_columns(spec) if targets is None else targets)
     kwargs = {"control_arm": spec.control_arm, "columns": columns}
     if spec.table == "survey":
-        return load_survey(path, outcomes={spec.outcome: tuple(spec.bounds)}, **kwargs)
+        # The response model's outcome is made by `with_nonresponse`, not read from the file.
+        outcomes = {} if spec.outcome == RESPONDED else {spec.outcome: tuple(spec.bounds)}
+        survey = load_survey(path, outcomes=outcomes, **kwargs)
+        if register is None:
+            return survey
+        return with_nonresponse(survey, load_register(register, **kwargs), source=survey.attrs[SOURCE_ATTR])
     return load_register(path, **kwargs)
 
 
@@ -678,8 +686,10 @@ def with_nonresponse(survey: pd.DataFrame, register: pd.DataFrame, *, source: st
     absent = grid.difference(seen).to_frame(index=False)
     shared = [c for c in survey.columns if c in roster.columns]
     added = absent.join(roster[shared], on="participant_id").reindex(columns=survey.columns)
+    # The survey's rows first, in their own order: a model drops the added rows (no outcome) and
+    # then sees exactly the rows it sees without padding, so the same seed gives the same draws.
+    added = added.sort_values(["participant_id", "wave"], kind="stable")
     out = pd.concat([survey.assign(**{RESPONDED: 1}), added.assign(**{RESPONDED: 0})], ignore_index=True)
-    out = out.sort_values(["participant_id", "wave"], kind="stable").reset_index(drop=True)
     out.attrs.update(survey.attrs)
     return out
 

@@ -54,6 +54,9 @@ class PreparedData:
     dropped_factors: tuple[str, ...] = field(default_factory=tuple)
     #: Rows left out for a missing outcome: (arm, wave or None, n_dropped, n_total) per arm and wave.
     missing: tuple[tuple, ...] = field(default_factory=tuple)
+    #: The survey was padded with everyone randomised (`data.contract.with_nonresponse`): `missing`
+    #: counts non-response over the randomised, not only over the rows of the survey file.
+    missing_over_randomised: bool = False
 
     @property
     def weights(self) -> np.ndarray:

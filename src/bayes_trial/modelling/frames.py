@@ -22,7 +22,7 @@ import re
 
 import pandas as pd
 
-from bayes_trial.data.contract import SOURCE_ATTR, missing_outcome_counts
+from bayes_trial.data.contract import RESPONDED, SOURCE_ATTR, missing_outcome_counts
 from bayes_trial.core.errors import DataError
 from bayes_trial.families import registry
 from bayes_trial.families.base import TRIALS, Family, PreparedData
@@ -194,13 +194,17 @@ def prepare(spec: ModelSpec, frame: pd.DataFrame, *, family: Family | None = Non
     The spec's family (from the registry, or `family` when given, e.g. a hazard family with
     another period width) decides how the outcome is coded and whether rows become binomial cells.
     """
+    if spec.outcome == RESPONDED and RESPONDED not in frame:
+        raise DataError(f"model {spec.name!r}: the response model needs everyone randomised: give the survey padded "
+                        "with the register, with_nonresponse(survey, register) (on the command line a folder with "
+                        "register.csv or --register FILE)")
     counts = missing_outcome_counts(frame, spec.outcome, spec.control_arm) if spec.outcome in frame else None
     missing = () if counts is None else tuple(
         (str(r.arm), None if r.wave is None or pd.isna(r.wave) else int(r.wave), int(r.n_dropped), int(r.n_total))
         for r in counts.itertuples(index=False))
     prepared = _prepare(spec, frame, family or registry.get(spec.family))
     notes = prepared.notes + tuple(confounding_notes(prepared))
-    return dataclasses.replace(prepared, missing=missing, notes=notes)
+    return dataclasses.replace(prepared, missing=missing, notes=notes, missing_over_randomised=RESPONDED in frame)
 
 
 def confounding_notes(prepared: PreparedData) -> list[str]:

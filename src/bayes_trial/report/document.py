@@ -25,8 +25,10 @@ from bayes_trial.checks.priors import REPORT_DRAWS, PriorCheck, fit_prior_check
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.paths import write_atomic
 from bayes_trial.core.summaries import interval_texts
-from bayes_trial.estimands import query, sensitivity
+from bayes_trial.aggregate.published import response_posterior
+from bayes_trial.estimands import attrition, query, sensitivity
 from bayes_trial.modelling.frames import CONFOUNDED, missing_outcomes
+from bayes_trial.plots import attrition as attrition_plots
 from bayes_trial.plots import curves as curve_plots
 from bayes_trial.plots import figures as figures_mod
 from bayes_trial.plots import sensitivity as sensitivity_plots
@@ -82,8 +84,77 @@ def missing_outcome_blocks(fit: Fit, min_cell: int = query.MIN_CELL) -> list[Blo
                         "rows": [shown(n) for n in table["n_total"]]})
     if not (out["wave"] != "").any():
         out = out.drop(columns="wave")
+    if fit.prepared.missing_over_randomised:
+        return [Block("table", f"Did not answer {fit.spec.outcome}, of everyone randomised (left out of the model; "
+                               f"counts under {min_cell} suppressed)",
+                      table=out.rename(columns={"left out": "did not answer", "rows": "randomised"}))]
     return [Block("table", f"Rows without {fit.spec.outcome}, left out of the model (counts under {min_cell} suppressed)",
                   table=out)]
+
+
+def counted_response(fit: Fit, min_cell: int = query.MIN_CELL) -> attrition.ResponseRates | None:
+    """Response by arm x wave from the counts stored with a survey fit: a Beta posterior per cell.
+
+    The saturated arm x wave model of `aggregate.published.response_posterior` (uniform prior).
+    Cells where those who answered or those who did not are fewer than `min_cell` (but not none)
+    are left out, with every differential that uses them. None when the fit stores no counts.
+    """
+    counts = attrition.response_counts(fit)
+    if counts.empty:
+        return None
+    control = fit.spec.control_arm
+    posterior = response_posterior(counts, control=control)
+    shown = {(str(row.arm), str(row.wave)) for row in counts.itertuples()
+             if row.n_net >= min_cell and attrition.publishable(int(row.n_completed), min_cell)
+             and attrition.publishable(int(row.n_net - row.n_completed), min_cell)}
+    cells = posterior.cells
+    rates = cells[[(arm, str(wave)) in shown for arm, wave in zip(cells["arm"], cells["wave"])]]
+    contrasts = posterior.contrasts.assign(arm=[c.removesuffix(f" - {control}") for c in posterior.contrasts["contrast"]])
+    keep = [(arm, str(w)) in shown and (control, str(w)) in shown for arm, w in zip(contrasts["arm"], contrasts["wave"])]
+    contrasts = contrasts[keep].assign(p_lt_0=lambda t: 1 - t["p_gt_0"])
+    over = ("everyone randomised (survey padded with the register)" if fit.prepared.missing_over_randomised
+            else "the survey file's rows only (who was randomised but never answered is unknown)")
+    method = (f"Beta posterior per arm x wave from the counts stored with this fit, over {over}; "
+              f"cells with under {min_cell} persons answering or not answering are left out")
+    as_int = {"wave": lambda t: t["wave"].astype(int)}
+    return attrition.ResponseRates(rates[["arm", "wave", "mean", "lower", "upper"]].assign(**as_int).reset_index(drop=True),
+                                   contrasts[["wave", "contrast", "arm", "mean", "lower", "upper", "p_lt_0"]]
+                                   .assign(**as_int).reset_index(drop=True), method)
+
+
+def response_blocks(fit: Fit, figure_dir: Path, response_fit: Fit | None = None,
+                    min_cell: int = query.MIN_CELL) -> list[Block]:
+    """Who answered, beside a survey outcome: the MAR assumption, response by arm x wave, differentials.
+
+    Response comes from `response_fit` (a fit of the response model) when given and fitted to the
+    same arms, waves and towns, else from the response counts stored with `fit` (`counted_response`). A response-model fit shows its own rates.
+    Nothing for register outcomes.
+    """
+    if attrition.is_response_fit(fit):
+        response_fit = fit
+    elif not attrition.has_survey_outcome(fit):
+        return []
+    elif response_fit is not None and not attrition.same_trial(fit, response_fit):
+        response_fit = None  # another trial's response would be drawn as this one's
+    line = attrition.mar_assumption(fit, query.waves(fit), min_cell=min_cell)
+    blocks = [Block("h3", "Survey response and the missing-at-random assumption" if line else "Survey response")]
+    if line:
+        blocks.append(Block("p", line))
+    response = attrition.response_rates(response_fit) if response_fit is not None else counted_response(fit, min_cell)
+    if response is None or response.rates.empty:
+        return blocks
+    blocks.append(Block("p", f"Response: {response.method}."))
+    figure = attrition_plots.plot_response(response.rates, response.differentials, control=fit.spec.control_arm,
+                                           title=f"Survey response ({fit.spec.name})")
+    name = f"{fit.spec.name}_response"
+    blocks.append(Block("figure", "Survey response by arm and wave (left) and each arm minus control (right), "
+                                  "90% intervals", path=figures_mod.save_figure(figure, figure_dir, name)[0]))
+    table = response.differentials.copy()
+    table["interval (90% ETI)"] = interval_texts(table["lower"], table["upper"])
+    table = table[["wave", "contrast", "mean", "interval (90% ETI)", "p_lt_0"]].rename(
+        columns={"mean": "mean (pp)", "p_lt_0": "P(differential < 0)"})
+    blocks.append(Block("table", "Response differential, each arm minus control (pp)", table=_readable(table)))
+    return blocks
 
 
 def _format_number(value) -> str:
@@ -146,7 +217,8 @@ def _hazard_blocks(fit: Fit, figure_dir: Path, min_cell: int) -> list[Block]:
               Block("h3", "Figures")]
     for name, figure in ((f"{fit.spec.name}_curves", curve_plots.plot_cumulative_incidence(fit, min_cell=min_cell)),
                          (f"{fit.spec.name}_contrast_over_time", curve_plots.plot_outflow_contrast(fit))):
-        blocks.append(Block("figure", name.replace("_", " "), path=figures_mod.save_figure(figure, figure_dir, name)[0]))
+        blocks.append(Block("figure", "Survey response by arm and wave (left) and each arm minus control (right), "
+                                  "90% intervals", path=figures_mod.save_figure(figure, figure_dir, name)[0]))
     return blocks
 
 
@@ -169,8 +241,11 @@ def sbc_flag(fit: Fit) -> str:
 
 def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None, min_cell: int = query.MIN_CELL,
                diagnosis: diagnose_mod.Diagnosis | None = None, label: str | None = None,
-               prior_check: PriorCheck | str | None = None) -> list[Block]:
+               prior_check: PriorCheck | str | None = None, response_fit: Fit | None = None) -> list[Block]:
     """The report section of one fit, titled with `label` (e.g. its file name) and spec name.
+
+    A survey-outcome section states the missing-at-random assumption and shows response by arm x
+    wave, from `response_fit` (a response-model fit) when given (`response_blocks`).
 
     Its figures go to figure_dir/NAME/, NAME made of the label (else the spec name) in letters, digits,
     `-` and `_`, so each section needs a distinct label.
@@ -196,6 +271,7 @@ def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None,
     blocks.append(Block("h3", "Data (observed; cells under %d persons suppressed)" % min_cell))
     blocks.append(Block("table", "", table=_readable(data_summary(fit, min_cell))))
     blocks += missing_outcome_blocks(fit, min_cell)
+    blocks += response_blocks(fit, figure_dir, response_fit, min_cell)
     blocks += (_hazard_blocks(fit, figure_dir, min_cell) if fit.family.over_time
                else _effect_blocks(fit, figure_dir, queries, min_cell))
     blocks.append(Block("h3", "Posterior predictive checks"))
@@ -296,9 +372,11 @@ def report_blocks(fits: list[Fit], figure_dir: Path, *, title: str = "bayes-tria
         blocks.append(Block("verdict", f"{section_title(fit, label)}: diagnostics {'PASS' if diagnosis.passed else 'FAIL'}"
                                        f"; {prior_check_text(check)}{sbc_flag(fit)}",
                             passed=diagnosis.passed, items=list(diagnosis.failed)))
+    # Survey sections take response from a response-model fit among `fits`, when there is one.
+    response_fit = next((fit for fit in fits if attrition.is_response_fit(fit)), None)
     for fit, label, diagnosis, check in zip(fits, labels, diagnoses, checks):
         blocks += fit_blocks(fit, figure_dir, queries=(queries or {}).get(fit.spec.name), min_cell=min_cell,
-                             diagnosis=diagnosis, label=label, prior_check=check)
+                             diagnosis=diagnosis, label=label, prior_check=check, response_fit=response_fit)
     return blocks + list(extra or [])
 
 

@@ -502,6 +502,7 @@ def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_h
         "notes": json.dumps(list(prepared.notes)),
         "dropped_factors": json.dumps(list(prepared.dropped_factors)),
         "missing_outcomes": json.dumps([list(row) for row in prepared.missing]),
+        "missing_over_randomised": int(prepared.missing_over_randomised),
         "levels": json.dumps(_levels(prepared.data)),
         "sampler": json.dumps(settings, sort_keys=True),
         "versions": json.dumps(package_versions(), sort_keys=True),
@@ -610,6 +611,7 @@ def load(path: str | os.PathLike) -> Fit:
             dropped_factors=tuple(json.loads(info["dropped_factors"])),
             # Fits stored before missing outcomes were counted have no such record.
             missing=tuple(tuple(row) for row in json.loads(info.get("missing_outcomes", "[]"))),
+            missing_over_randomised=bool(int(info.get("missing_over_randomised", 0))),
         )
     except KeyError as exc:
         raise FitFileError(f"{path}: bayes-trial fit without its stored {exc.args[0]!r} (damaged, or written by another version)") from None

@@ -216,17 +216,25 @@ def model_frames(workflow: Workflow) -> dict[str, pd.DataFrame]:
 
     Simulated tables are shared; a file is validated for each model with that model's outcome
     range and control arm (a spec's own ``control_arm`` counts, unless ``[data]`` overrides it).
+    With a register, a survey model's table has a row for every randomised person at every wave
+    (`data.contract.with_nonresponse`), so that its missing outcomes count non-response over everyone
+    randomised; the response model (`models/response.toml`) needs that.
     """
+    for spec in workflow.models:
+        if spec.outcome == data_mod.RESPONDED and "register" not in workflow.data and "design" not in workflow.data:
+            raise SpecError(f"{workflow.source}: model {spec.name!r} needs everyone randomised: "
+                            "give [data] register (the register file) beside survey")
     if "design" in workflow.data:
         tables = load_tables(workflow)
-        return {spec.name: tables[spec.table] for spec in workflow.models if spec.table in tables}
+        padded = data_mod.with_nonresponse(tables["survey"], tables["register"])
+        return {spec.name: padded if spec.table == "survey" else tables[spec.table] for spec in workflow.models}
     frames = {}
     for spec in workflow.models:
         if spec.table in workflow.data:
-            frames[spec.name] = data_mod.load_for_spec(spec, _data_path(workflow, spec.table),
-                                                       columns=workflow.data.get("columns") or None,
-                                                       where=f"{workflow.source}: [data.columns]",
-                                                       targets=list((workflow.data.get("columns") or {}).values()))
+            frames[spec.name] = data_mod.load_for_spec(
+                spec, _data_path(workflow, spec.table), columns=workflow.data.get("columns") or None,
+                where=f"{workflow.source}: [data.columns]", targets=list((workflow.data.get("columns") or {}).values()),
+                register=_data_path(workflow, "register") if "register" in workflow.data else None)
     return frames
 
 
