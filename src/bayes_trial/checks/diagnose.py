@@ -8,7 +8,8 @@ count towards the verdict but are reported as one row per term: their labels are
 
 The verdict needs only the draws and sampler statistics (`checks.convergence`, numpy): `diagnose`
 imports neither ArviZ nor PyMC. Sensitivity (PyMC for the log prior, ArviZ's `psens`) and the plots
-(ArviZ) import them when asked for.
+(ArviZ) import them when asked for; a fit whose sensitivity table was stored when it was made
+(`record_sensitivity`) gives it without them.
 """
 
 from __future__ import annotations
