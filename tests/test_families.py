@@ -107,6 +107,9 @@ class PoissonToy(Family):
     def latent_variance(self, posterior, outcome: pd.Series) -> float:
         return float(np.log1p(1 / max(float(outcome.mean()), 1e-9)))
 
+    def predictive_draws(self, parameter, posterior, trials, rng):
+        return rng.poisson(parameter).astype(float)
+
     def ppc_statistics(self, spec, categories):
         return {"mean": mean_statistic, "sd": sd_statistic, "share of zeros": share_statistic(lambda v: v == 0)}
 

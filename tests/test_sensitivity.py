@@ -33,14 +33,14 @@ def _padded_record(small_sim, outcome: str) -> tuple:
     return tuple((str(r.arm), int(r.wave), int(r.n_dropped), int(r.n_total)) for r in counts.itertuples(index=False))
 
 
-def _with_record(fit: Fit, missing: tuple) -> Fit:
-    """`fit` with another missing-outcome record, in memory and in what `save` writes (draws shared)."""
-    text = json.dumps([list(row) for row in missing])
+def _with_record(fit: Fit, missing: tuple, **info) -> Fit:
+    """`fit` with another missing-outcome record (and `info`), in memory and in what `save` writes (draws shared)."""
+    info = {"missing_outcomes": json.dumps([list(row) for row in missing]), "missing_over_randomised": 1, **info}
     posterior = fit.idata.posterior.copy()
-    posterior.attrs = {**posterior.attrs, "bayes_trial_missing_outcomes": text}
+    posterior.attrs = {**posterior.attrs, **{f"bayes_trial_{k}": v for k, v in info.items()}}
     groups = {name: getattr(fit.idata, name) for name in fit.idata.groups() if name != "posterior"}
-    return Fit(fit.spec, dataclasses.replace(fit.prepared, missing=missing), az.InferenceData(posterior=posterior, **groups),
-               {**fit.info, "missing_outcomes": text})
+    return Fit(fit.spec, dataclasses.replace(fit.prepared, missing=missing, missing_over_randomised=True),
+               az.InferenceData(posterior=posterior, **groups), {**fit.info, **info})
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +324,10 @@ def test_workflow_runs_sensitivity_blocks_into_csv_and_report(tmp_path, wellbein
                     'expression = "intensive - control > 0"\nwave = 1\ndelta = { control = "-2:2" }\nthreshold = 0.9\n')
     workflow = runner.load_workflow(path)
     assert workflow.sensitivity[0]["delta"] == {"control": "-2:2"}
-    bt.save(padded_wellbeing, tmp_path / "fits" / "wellbeing.nc")
+    # The runner fits the survey padded with the register's non-responders: the stored fit stands for that fit.
+    frame = runner.model_frames(workflow)["wellbeing"]
+    stored = _with_record(padded_wellbeing, padded_wellbeing.prepared.missing, data_hash=bt.data_hash(frame))
+    bt.save(stored, tmp_path / "fits" / "wellbeing.nc")
     monkeypatch.setattr(report, "fit_blocks", lambda fit, figure_dir, **kwargs: [report.Block("h2", fit.spec.name)])
     monkeypatch.setattr(report.diagnose_mod, "diagnose", lambda fit, *a, **k: _passing())
     monkeypatch.setattr(report, "fit_prior_check", lambda fit: "prior check not run in this test")

@@ -8,7 +8,8 @@ count towards the verdict but are reported as one row per term: their labels are
 
 The verdict needs only the draws and sampler statistics (`checks.convergence`, numpy): `diagnose`
 imports neither ArviZ nor PyMC. Sensitivity (PyMC for the log prior, ArviZ's `psens`) and the plots
-(ArviZ) import them when asked for.
+(ArviZ) import them when asked for; a fit whose sensitivity table was stored when it was made
+(`record_sensitivity`) gives it without them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import xarray as xr
 from bayes_trial.checks.convergence import bfmi, chi2_isf, summary_diagnostics
 from bayes_trial.checks.convergence import rank_r_hat as _rank_r_hat
 from bayes_trial.core.errors import FitFileError, SpecError
-from bayes_trial.sampling.fit import ATTR, Draws, Fit, load, with_log_likelihood
+from bayes_trial.sampling.fit import Draws, Fit, keep_record, load, with_log_likelihood
 
 if TYPE_CHECKING:
     import arviz as az
@@ -414,10 +415,8 @@ def record_verdict(fit: Fit, diagnosis: Diagnosis) -> None:
     A stored fit's draws never change, so `verdict` can answer from this record instead of
     recomputing R-hat and ESS over every parameter (thousands of participant intercepts) per question.
     """
-    text = json.dumps({"passed": diagnosis.passed, "failed": list(diagnosis.failed),
-                       "thresholds": dataclasses.asdict(diagnosis.thresholds)})
-    fit.posterior.attrs[f"{ATTR}_{VERDICT_RECORD}"] = text
-    fit.info[VERDICT_RECORD] = text
+    keep_record(fit, VERDICT_RECORD, json.dumps({"passed": diagnosis.passed, "failed": list(diagnosis.failed),
+                                                 "thresholds": dataclasses.asdict(diagnosis.thresholds)}))
 
 
 def verdict(fit: Fit, thresholds: Thresholds | None = None) -> Verdict:
@@ -451,7 +450,8 @@ def diagnose(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, threshold
     if with_sensitivity:
         if not isinstance(fit, Fit):
             raise TypeError("prior sensitivity needs a Fit (the model is needed for the log prior), not bare inference data")
-        sens = sensitivity(fit)
+        sens = stored_sensitivity(fit)
+        sens = sensitivity(fit) if sens is None else sens
         warnings += _sensitivity_warnings(sens)
     public = _public(table)
     return Diagnosis(
@@ -533,6 +533,28 @@ def sensitivity(fit: Fit, var_names: list[str] | None = None) -> pd.DataFrame:
             rows.append({"parameter": label, "prior": float(p), "likelihood": float(lik),
                          "diagnosis": _sensitivity_label(p, lik)})
     return pd.DataFrame(rows)
+
+
+SENSITIVITY_RECORD = "sensitivity"
+
+
+def record_sensitivity(fit: Fit) -> pd.DataFrame:
+    """Compute `sensitivity` and keep its table (one row per prior parameter) in the fit, for `save` to write.
+
+    The draws of a stored fit never change, so `diagnose(..., with_sensitivity=True)` reads this
+    record instead of rebuilding the PyMC models for the log prior. Returns the table.
+    """
+    table = sensitivity(fit)
+    keep_record(fit, SENSITIVITY_RECORD, json.dumps(_records(table)))
+    return table
+
+
+def stored_sensitivity(fit: Fit) -> pd.DataFrame | None:
+    """The table of `record_sensitivity` stored with the fit, else None."""
+    stored = fit.info.get(SENSITIVITY_RECORD)
+    if stored is None:
+        return None
+    return pd.DataFrame(json.loads(stored), columns=["parameter", "prior", "likelihood", "diagnosis"])
 
 
 def _sensitivity_warnings(table: pd.DataFrame) -> list[str]:

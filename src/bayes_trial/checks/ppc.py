@@ -19,8 +19,8 @@ from pathlib import Path
 import arviz as az
 import numpy as np
 import pandas as pd
+import xarray as xr
 from scipy import stats as sps
-from bambi.utils import get_aliased_name
 
 from bayes_trial.core.summaries import DEFAULT_INTERVAL
 from bayes_trial.families.base import Statistic
@@ -49,23 +49,24 @@ def posterior_predictive(fit: Fit, *, max_draws: int = MAX_DRAWS, seed: int | No
     """Replicated outcomes for every row of the model data from at most `max_draws` posterior draws.
 
     `idata` holds the thinned posterior, log-likelihood, observed data and the `posterior_predictive`
-    group, as `arviz.loo_pit` and `arviz.plot_ppc` need them.
+    group, as `arviz.loo_pit` and `arviz.plot_ppc` need them. Drawn with numpy from the stored draws:
+    the likelihood's parameter of each row from `expected_response` (each formula pattern predicted
+    once, participant intercepts from the posterior), the replicates from it by the family
+    (`Family.predictive_draws`), as Bambi's ``predict(kind="response")`` draws them.
     """
-    posterior = fit.idata.posterior
+    posterior = fit.posterior
     step = max(1, math.ceil(posterior.sizes["chain"] * posterior.sizes["draw"] / max_draws))
-    thinned = with_log_likelihood(fit).sel(draw=slice(None, None, step))
+    idata = with_log_likelihood(fit).sel(draw=slice(None, None, step))
     seed = fit.spec.sampler.get("seed") if seed is None else seed
-    model = fit.mean_model
-    # The response parameters come from `expected_response` (each formula pattern predicted once,
-    # participant intercepts from the posterior), which keeps Bambi's rows x levels products small;
-    # the family then draws the replicates as Bambi's own `predict(kind="response")` would.
-    idata = thinned.copy()
-    idata.posterior[model.family.likelihood.parent] = expected_response(fit, thinned, fit.data)
-    variable = get_aliased_name(model.response_component.term)
-    replicated = model.family.posterior_predictive(model=model, posterior=idata.posterior, random_seed=seed,
-                                                   data=fit.data)
-    idata.add_groups({"posterior_predictive": replicated.to_dataset(name=variable)})
-    replicated = idata.posterior_predictive[variable].stack(sample=("chain", "draw")).transpose("sample", ...).to_numpy()
+    thinned = idata.posterior
+    parameter = expected_response(fit, thinned, fit.data).transpose("chain", "draw", "__obs__", ...).to_numpy()
+    replicated = fit.family.predictive_draws(parameter, thinned, fit.prepared.weights, np.random.default_rng(seed))
+    # The observed variable's name in the fit (Bambi's: `p(outflow_work, n_trials)` for binomial cells).
+    variable = next(iter(idata.observed_data.data_vars))
+    idata.add_groups({"posterior_predictive": xr.Dataset(
+        {variable: (("chain", "draw", "__obs__"), replicated)},
+        coords={"chain": thinned["chain"], "draw": thinned["draw"], "__obs__": idata.observed_data["__obs__"]})})
+    replicated = replicated.reshape(-1, replicated.shape[-1])
     observed = fit.data[fit.prepared.response]
     if isinstance(observed.dtype, pd.CategoricalDtype):
         # Ordinal responses are replicated as category codes 0..K-1.

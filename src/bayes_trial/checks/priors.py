@@ -10,6 +10,8 @@ scores and the share predicted outside the scale, ordinal category shares, count
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +28,11 @@ from bayes_trial.families import registry
 from bayes_trial.modelling import autoprior
 from bayes_trial.modelling import frames as model_mod
 from bayes_trial.modelling.spec import AUTO, ModelSpec, check_prior_for_term
-from bayes_trial.sampling import build as bambi_build
-from bayes_trial.sampling.fastpaths import (PARTICIPANT_DIM, PARTICIPANT_SIGMA, PARTICIPANT_TERM, OtherTerms,
-                                            model_for_priors, participant_levels, participant_sd_model, prior_models)
-from bayes_trial.sampling.fit import Fit, expected_response
+from bayes_trial.sampling.fit import Fit, expected_response, keep_record
+from bayes_trial.sampling.predictor import PARTICIPANT_DIM, PARTICIPANT_TERM
+
+# The modules that build models (`sampling.build`, `sampling.fastpaths`) import Bambi and PyMC: they are
+# imported where a check draws, so that a report can read a check stored with its fit without them.
 
 # The verdict: FAIL when more than this percentage of prior-predicted outcomes falls outside the
 # outcome's bounds, or when the prior probability of an implausibly large effect exceeds EFFECT_LIMIT.
@@ -132,6 +135,9 @@ def prior_table(spec: ModelSpec, frame: pd.DataFrame | None = None) -> pd.DataFr
                          "params": dict(spec.priors[term].params) if user else {},
                          "set_by": "user" if user else "default" if term == "threshold" else "auto", "note": ""})
         return pd.DataFrame(rows)
+    from bayes_trial.sampling import build as bambi_build
+    from bayes_trial.sampling.fastpaths import model_for_priors, prior_models
+
     prepared = model_mod.prepare(spec, frame)
     reasons = model_mod.resolve_priors(spec, prepared).reasons
     graph = bambi_build.pymc_priors(prior_models(model_for_priors(spec, prepared)), spec)
@@ -332,6 +338,8 @@ def prior_fit(spec: ModelSpec, data: pd.DataFrame | model_mod.PreparedData, draw
     """
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 10:
         raise SpecError(f"prior check: draws must be an integer of at least 10, got {draws!r}")
+    from bayes_trial.sampling.fastpaths import OtherTerms, model_for_priors
+
     seed = spec.sampler["seed"] if seed is None else seed
     check_priors(spec)
     prepared = data if isinstance(data, model_mod.PreparedData) else model_mod.prepare(spec, data)
@@ -346,7 +354,7 @@ def prior_fit(spec: ModelSpec, data: pd.DataFrame | model_mod.PreparedData, draw
     return fit
 
 
-def _prior_fit_without_participant_term(spec: ModelSpec, prepared: model_mod.PreparedData, other: OtherTerms,
+def _prior_fit_without_participant_term(spec: ModelSpec, prepared: model_mod.PreparedData, other,
                                         draws: int, seed: int) -> Fit:
     """`prior_fit` for a Gaussian participant-intercept model, without Bambi's dense participant term.
 
@@ -355,6 +363,8 @@ def _prior_fit_without_participant_term(spec: ModelSpec, prepared: model_mod.Pre
     Normal(mean + intercept, sigma).
     """
     import pymc as pm
+
+    from bayes_trial.sampling.fastpaths import PARTICIPANT_SIGMA, participant_levels, participant_sd_model
 
     parameters, _, notes = _sample_prior(other.model, draws, seed, outcomes=False)
     sd = pm.draw(participant_sd_model(other)[PARTICIPANT_SIGMA], draws=draws, random_seed=np.random.default_rng([seed, 1]))
@@ -417,14 +427,61 @@ def prior_check(spec: ModelSpec, data: pd.DataFrame | model_mod.PreparedData, dr
                       fit.prepared.notes + tuple(fit.info["prior_notes"]), verdict)
 
 
+PRIOR_CHECK_RECORD = "prior_check"
+
+
 def fit_prior_check(fit: Fit, draws: int = REPORT_DRAWS) -> PriorCheck | str:
-    """The prior predictive check of a stored fit, with the priors it used, on its own rows; else why there is none."""
+    """The prior predictive check of a fit, with the priors it used, on its own rows; else why there is none.
+
+    Read from the fit when `record_prior_check` stored one of `draws` draws with it (its summary and
+    verdict: `draws` and `predicted` of the result are then empty), else drawn now.
+    """
+    stored = stored_prior_check(fit, draws)
+    return stored if stored is not None else computed_prior_check(fit, draws)
+
+
+def computed_prior_check(fit: Fit, draws: int = REPORT_DRAWS) -> PriorCheck | str:
+    """`fit_prior_check` drawn now (Bambi and PyMC), whatever the fit has stored."""
     if not fit.family.prior_checkable:
         return "prior predictive check: not available for this family"
     try:
         return prior_check(fit.used_spec, fit.prepared, draws=draws, seed=fit.spec.sampler["seed"])
     except SpecError as exc:
         return f"prior predictive check: FAIL, {exc}"
+
+
+def record_prior_check(fit: Fit, draws: int = REPORT_DRAWS) -> PriorCheck | str:
+    """Draw the prior check of `fit` and keep its summary table and verdict in the fit, for `save` to write.
+
+    The priors and rows of a fit never change, so a report reads this record (`fit_prior_check`)
+    instead of building the model and drawing from the prior again. Returns the check.
+    """
+    result = computed_prior_check(fit, draws)
+    record = {"draws": draws, "seed": fit.spec.sampler["seed"]}
+    if isinstance(result, str):
+        record["text"] = result
+    else:
+        record.update(summary=result.summary.to_dict(orient="records"), interval=result.interval, notes=list(result.notes),
+                      verdict=dataclasses.asdict(result.verdict))
+    keep_record(fit, PRIOR_CHECK_RECORD, json.dumps(record, default=_plain_number))
+    return result
+
+
+def _plain_number(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot store {type(value).__name__} in a prior-check record")
+
+
+def stored_prior_check(fit: Fit, draws: int = REPORT_DRAWS) -> PriorCheck | str | None:
+    """The prior check stored with the fit by `record_prior_check` with `draws` draws, else None."""
+    record = json.loads(fit.info.get(PRIOR_CHECK_RECORD) or "null")
+    if record is None or record.get("draws") != draws or record.get("seed") != fit.spec.sampler["seed"]:
+        return None
+    if "text" in record:
+        return record["text"]
+    return PriorCheck(fit.used_spec, pd.DataFrame(record["summary"]), {}, np.empty(0), record["interval"],
+                      tuple(record["notes"]), PriorVerdict(**record["verdict"]))
 
 
 def format_prior_check(result: PriorCheck) -> str:

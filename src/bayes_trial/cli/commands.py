@@ -178,7 +178,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     Exit 0 whenever the fit is stored; with --strict, 1 if it fails its diagnostics (as `diagnose`).
     """
-    from bayes_trial.checks.diagnose import diagnose, record_verdict
+    from bayes_trial.checks.diagnose import diagnose
+    from bayes_trial.checks.records import record_checks
     from bayes_trial.modelling.spec import load_priors_file, load_spec, parse_prior_assignment
     from bayes_trial.sampling.fit import sample, save, storage_note
 
@@ -189,7 +190,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     frame = load_for_spec(spec, args.data, args.columns, args.register)
     fit = sample(spec, frame, progress=not args.quiet)
     diagnosis = diagnose(fit)
-    record_verdict(fit, diagnosis)
+    record_checks(fit, diagnosis)
     path = save(fit, args.out)
     _print_verdict(f"\n{fit.spec.name} ({path})", diagnosis)
     if not diagnosis.passed:

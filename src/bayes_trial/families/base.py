@@ -81,6 +81,11 @@ def proportion_statistic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return values.sum(-1) / weights.sum()
 
 
+def binomial_draws(probability: np.ndarray, trials: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Events out of `trials` per row (one trial: a Bernoulli draw) at each draw's `probability`."""
+    return rng.binomial(np.asarray(trials, dtype=np.int64), probability).astype(float)
+
+
 def share_statistic(event: Callable[[np.ndarray], np.ndarray]) -> Statistic:
     """The weighted share of rows where `event(values)` holds."""
     return lambda values, weights: (event(values) * weights).sum(-1) / weights.sum()
@@ -243,6 +248,30 @@ class Family:
         return math.pi**2 / 3
 
     # -- checks -------------------------------------------------------------------------------
+    def predictive_draws(self, parameter: np.ndarray, posterior: xr.Dataset, trials: np.ndarray,
+                         rng: np.random.Generator) -> np.ndarray:
+        """Replicated outcomes drawn from the likelihood, as Bambi's ``predict(kind="response")`` draws them.
+
+        Parameters
+        ----------
+        parameter
+            The likelihood's parent parameter, an array (chain, draw, rows[, category]): the numbers
+            of `sampling.fit.expected_response`.
+        posterior
+            The posterior the parameter comes from, with the same chains and draws (for ``sigma``, ``alpha``).
+        trials
+            Persons behind each row (`PreparedData.weights`): binomial trials of aggregated cells, else one.
+        rng
+            The random generator.
+
+        Returns
+        -------
+        numpy.ndarray
+            Draws (chain, draw, rows) on the scale of the observed data (category positions 0..K-1
+            for families with categories).
+        """
+        raise NotImplementedError(f"family {self.name!r} has no posterior predictive draws")
+
     def ppc_statistics(self, spec, categories: np.ndarray | None) -> dict[str, Statistic]:
         """Posterior predictive test statistics, by name."""
         return {"mean": mean_statistic, "sd": sd_statistic}

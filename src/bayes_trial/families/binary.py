@@ -9,7 +9,8 @@ from __future__ import annotations
 import pandas as pd
 
 from bayes_trial.core.errors import DataError
-from bayes_trial.families.base import IMPLAUSIBLE_PP, TRIALS, Family, Statistic, proportion_statistic
+from bayes_trial.families.base import (IMPLAUSIBLE_PP, TRIALS, Family, Statistic, binomial_draws,
+                                      proportion_statistic)
 
 #: Columns that are cell factors rather than person-level covariates.
 CELL_FACTORS = ("arm", "wave", "municipality", "consultant_id")
@@ -44,6 +45,10 @@ class Binary(Family):
 
     def mean_unit(self, spec) -> str:
         return "%"
+
+    def predictive_draws(self, parameter, posterior, trials, rng):
+        # Bernoulli rows are cells of one trial; aggregated cells count events out of their persons.
+        return binomial_draws(parameter, trials, rng)
 
     def ppc_statistics(self, spec, categories) -> dict[str, Statistic]:
         return {"proportion": proportion_statistic}

@@ -37,6 +37,11 @@ class Count(Family):
         mean = float(np.mean(outcome.astype(float)))
         return np.log1p(1 / max(mean, 1e-9) + 1 / posterior["alpha"].to_numpy().ravel())
 
+    def predictive_draws(self, parameter, posterior, trials, rng) -> np.ndarray:
+        # PyMC's NegativeBinomial(mu, alpha): n = alpha, p = alpha / (mu + alpha).
+        alpha = posterior["alpha"].transpose("chain", "draw").to_numpy()[..., None]
+        return rng.negative_binomial(alpha, alpha / (parameter + alpha)).astype(float)
+
     def ppc_statistics(self, spec, categories) -> dict[str, Statistic]:
         return {"mean": mean_statistic, "sd": sd_statistic, "share of zeros": share_statistic(lambda v: v == 0)}
 

@@ -34,6 +34,10 @@ class Gaussian(Family):
     def delta_scale(self, spec) -> str:
         return spec.outcome_unit
 
+    def predictive_draws(self, parameter, posterior, trials, rng) -> np.ndarray:
+        sigma = posterior["sigma"].transpose("chain", "draw").to_numpy()[..., None]
+        return rng.normal(parameter, sigma)
+
     def ppc_statistics(self, spec, categories: np.ndarray | None) -> dict[str, Statistic]:
         found = {"mean": mean_statistic, "sd": sd_statistic}
         low, high = spec.bounds

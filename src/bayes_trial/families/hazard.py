@@ -16,7 +16,7 @@ import pandas as pd
 
 from bayes_trial.core.errors import DataError, SpecError
 from bayes_trial.data.contract import validate_register
-from bayes_trial.families.base import IMPLAUSIBLE_PP, TRIALS, Family
+from bayes_trial.families.base import IMPLAUSIBLE_PP, TRIALS, Family, binomial_draws
 
 MONTH_COLUMNS = ("months_to_outflow", "months_followed")
 # Columns made by the person-month expansion that a formula may use: the month (period end; as a
@@ -128,6 +128,10 @@ class Hazard(Family):
 
     def mean_unit(self, spec) -> str:
         return "%"
+
+    def predictive_draws(self, parameter, posterior, trials, rng):
+        # Events per month and cell out of those at risk.
+        return binomial_draws(parameter, trials, rng)
 
 
     def implausible_effect(self, spec, outcome) -> float:

@@ -40,6 +40,12 @@ class Ordinal(Family):
     def delta_scale(self, spec) -> str:
         return "latent log-odds"
 
+    def predictive_draws(self, parameter, posterior, trials, rng) -> np.ndarray:
+        # A category position per row: the first whose cumulative probability exceeds a uniform draw.
+        cumulative = np.cumsum(parameter, axis=-1)
+        uniform = rng.random(parameter.shape[:-1])[..., None]
+        return np.minimum((uniform >= cumulative).sum(-1), parameter.shape[-1] - 1).astype(float)
+
     def ppc_statistics(self, spec, categories: np.ndarray | None) -> dict[str, Statistic]:
         low, high = float(categories[0]), float(categories[-1])
         return {"mean": mean_statistic, "sd": sd_statistic,

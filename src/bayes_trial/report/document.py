@@ -32,8 +32,7 @@ from bayes_trial.plots import attrition as attrition_plots
 from bayes_trial.plots import curves as curve_plots
 from bayes_trial.plots import figures as figures_mod
 from bayes_trial.plots import sensitivity as sensitivity_plots
-from bayes_trial.sampling.build import pymc_priors
-from bayes_trial.sampling.fit import Fit
+from bayes_trial.sampling.fit import Fit, graph_priors
 
 
 @dataclass
@@ -265,7 +264,7 @@ def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None,
     blocks.append(Block("pre", f"formula: {fit.prepared.formula}\nfamily: {fit.prepared.family}\n"
                                f"control arm: {fit.spec.control_arm}\nsampler: {fit.info.get('sampler', '')}"))
     blocks += [Block("p", note) for note in fit.prepared.notes]
-    priors = pymc_priors(fit.prior_models, fit.spec)
+    priors = graph_priors(fit)
     priors["how"] = priors["term"].map(fit.prior_reasons).fillna("")
     blocks.append(Block("table", "Priors as they reached the PyMC model", table=priors))
     blocks.append(Block("h3", "Data (observed; cells under %d persons suppressed)" % min_cell))

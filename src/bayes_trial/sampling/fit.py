@@ -353,6 +353,38 @@ def _pattern_linear_predictor(fit: Fit, posterior: xr.Dataset, data: pd.DataFram
     return linear_predictor(posterior, terms, patterns), row_pattern, intercepts
 
 
+def keep_record(fit: Fit, name: str, text: str) -> None:
+    """Keep `text` with the fit under `name`: in `fit.info` now, and in the file that `save` writes.
+
+    For results about a fit that never change once it is sampled (its diagnostics verdict, prior
+    check), so that readers of the file need not compute them again. Small texts only: they are
+    attributes of the posterior group.
+    """
+    fit.posterior.attrs[f"{ATTR}_{name}"] = text
+    fit.info[name] = text
+
+
+GRAPH_PRIORS_RECORD = "graph_priors"
+
+
+def graph_priors(fit: Fit) -> pd.DataFrame:
+    """Every prior of the fit as it stands in the PyMC graph (`sampling.build.pymc_priors`), one row per term.
+
+    Read from the fit's record (`record_graph_priors`) when it has one, else from the rebuilt models.
+    """
+    stored = fit.info.get(GRAPH_PRIORS_RECORD)
+    if stored is not None:
+        return pd.DataFrame(json.loads(stored), columns=["term", "parameter", "distribution", "params", "set_by"])
+    from bayes_trial.sampling.build import pymc_priors
+
+    return pymc_priors(fit.prior_models, fit.spec)
+
+
+def record_graph_priors(fit: Fit) -> None:
+    """Keep the table of `graph_priors` in the fit (a few rows), for `save` to write."""
+    keep_record(fit, GRAPH_PRIORS_RECORD, json.dumps(graph_priors(fit).to_dict(orient="records")))
+
+
 def storage_note(fit: Fit) -> str | None:
     """What a fast-path fit stores of its largest arrays, in words (None for other fits)."""
     from bayes_trial.sampling.fastpaths import PARTICIPANT_DIM, PARTICIPANT_TERM

@@ -54,7 +54,7 @@ import pandas as pd
 from bayes_trial.data import contract as data_mod
 from bayes_trial.data.columns import check_column_mapping
 from bayes_trial.sampling import fit as fit_mod
-from bayes_trial.checks import diagnose
+from bayes_trial.checks import diagnose, records
 from bayes_trial.core.summaries import MIN_CELL
 from bayes_trial.estimands import answers, sensitivity
 from bayes_trial.report import document as report
@@ -249,7 +249,7 @@ def fit_or_reuse(spec: ModelSpec, frame: pd.DataFrame, path: Path, *, progress: 
         if stored is not None and stored.info.get("spec") == spec.to_json() and stored.info.get("data_hash") == frame_hash:
             return stored, True
     fit = fit_mod.sample(spec, frame, progress=progress)
-    diagnose.record_verdict(fit, diagnose.diagnose(fit))
+    records.record_checks(fit, diagnose.diagnose(fit))
     fit_mod.save(fit, path)
     return fit, False
 
