@@ -40,6 +40,7 @@ validation: $(STAMP)
 	$(BIN)/python workflows/validation_runs.py recovery
 	$(BIN)/python workflows/validation_runs.py power
 	$(BIN)/python workflows/validation_runs.py consultants
+	$(BIN)/python workflows/validation_runs.py attrition
 
 clean:
 	rm -rf results .pytest_cache
