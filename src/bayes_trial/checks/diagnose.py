@@ -544,7 +544,11 @@ def record_sensitivity(fit: Fit) -> pd.DataFrame:
     The draws of a stored fit never change, so `diagnose(..., with_sensitivity=True)` reads this
     record instead of rebuilding the PyMC models for the log prior. Returns the table.
     """
+    stored_log_likelihood = "log_likelihood" in fit.idata.groups()
     table = sensitivity(fit)
+    if not stored_log_likelihood and "log_likelihood" in fit.idata.groups():
+        # Recomputed for this table only: a fit too large to store it (`fastpaths.stores_log_likelihood`) stays so.
+        del fit.idata.log_likelihood
     keep_record(fit, SENSITIVITY_RECORD, json.dumps(_records(table)))
     return table
 
