@@ -15,7 +15,6 @@ Every fit runs as a task of :func:`bayes_trial.batch.engine.run_batch`, so runs 
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from bayes_trial.batch.engine import Task, run_batch
-from bayes_trial.batch.simulated import as_design, as_spec, save_figure, write_csv
+from bayes_trial.batch.simulated import as_design, as_spec, interval_coverage, save_figure, write_csv
 from bayes_trial.core.errors import SpecError
 from bayes_trial.data.contract import validate_register, validate_survey, with_nonresponse
 from bayes_trial.modelling.spec import spec_from_json
@@ -129,23 +128,13 @@ CELL_COLUMNS = ["mechanism", "contrast", "analysis"]
 
 
 def coverage_table(estimates: pd.DataFrame) -> pd.DataFrame:
-    """Per mechanism, contrast and analysis: 90% coverage with its binomial SE, mean bias, interval width.
-
-    `coverage_se` is sqrt(p (1 - p) / n) at the observed coverage p, floored at the SE of a
-    calibrated interval (p = 0.9), so that 50 of 50 covered does not read as certainty.
-    """
+    """Per mechanism, contrast and analysis: 90% coverage with its binomial SE, mean bias, interval width
+    (`simulated.interval_coverage`), and control's mean non-response share."""
     if estimates.empty:
         return pd.DataFrame()
-    rows = []
-    for keys, g in estimates.groupby(CELL_COLUMNS, sort=False):
-        n = len(g)
-        covered = float(g["covered"].astype(bool).mean())
-        error = g["mean"] - g["truth"]
-        rows.append({**dict(zip(CELL_COLUMNS, keys)), "sims": n, "coverage": covered,
-                     "coverage_se": math.sqrt(max(covered * (1 - covered), LEVEL * (1 - LEVEL)) / n),
-                     "bias": float(error.mean()), "bias_se": float(error.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
-                     "mean_width": float((g["high"] - g["low"]).mean()),
-                     "nonresponse_control": float(g["nonresponse_control"].mean())})
+    rows = [{**dict(zip(CELL_COLUMNS, keys)), **interval_coverage(g, LEVEL),
+             "nonresponse_control": float(g["nonresponse_control"].mean())}
+            for keys, g in estimates.groupby(CELL_COLUMNS, sort=False)]
     return pd.DataFrame(rows)
 
 

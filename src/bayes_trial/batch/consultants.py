@@ -11,7 +11,6 @@ Every fit runs as a task of :func:`bayes_trial.batch.engine.run_batch`, so runs 
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from bayes_trial.batch.engine import Task, run_batch
 from bayes_trial.batch.simulated import (
     as_design,
     as_spec,
+    interval_coverage,
     model_frame,
     parameter_draws,
     population_parameters,
@@ -189,24 +189,16 @@ CELL_COLUMNS = ["spec", "per_arm", "nesting", "true_sd", "parameter"]
 
 
 def coverage_table(estimates: pd.DataFrame) -> pd.DataFrame:
-    """Per cell and parameter: 90% coverage with its binomial SE, posterior mean, bias, share of fits that diverged.
-
-    `coverage_se` is sqrt(p (1 - p) / n) at the observed coverage p, floored at the SE a calibrated
-    interval (p = 0.9) would have, so that 30 of 30 covered does not read as certainty.
-    """
+    """Per cell and parameter: 90% coverage with its binomial SE (`simulated.interval_coverage`), posterior
+    mean, bias, share of fits that diverged."""
     if estimates.empty:
         return pd.DataFrame()
     rows = []
     for keys, g in estimates.groupby(CELL_COLUMNS, sort=False):
-        n = len(g)
-        covered = float(g["covered"].astype(bool).mean())
-        error = g["mean"] - g["truth"]
-        rows.append({**dict(zip(CELL_COLUMNS, keys)), "sims": n, "truth": float(g["truth"].mean()),
-                     "coverage": covered,
-                     "coverage_se": math.sqrt(max(covered * (1 - covered), LEVEL * (1 - LEVEL)) / n),
-                     "mean": float(g["mean"].mean()), "bias": float(error.mean()),
-                     "bias_se": float(error.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan"),
-                     "mean_width": float((g["high"] - g["low"]).mean()),
+        stats = interval_coverage(g, LEVEL)
+        rows.append({**dict(zip(CELL_COLUMNS, keys)), "sims": stats["sims"], "truth": float(g["truth"].mean()),
+                     "coverage": stats["coverage"], "coverage_se": stats["coverage_se"], "mean": float(g["mean"].mean()),
+                     **{k: stats[k] for k in ("bias", "bias_se", "mean_width")},
                      "diverged": float((g["divergences"] > 0).mean())})
     return pd.DataFrame(rows)
 

@@ -19,8 +19,8 @@ from bayes_trial.core.paths import write_atomic
 from bayes_trial.modelling.spec import ModelSpec, load_spec
 from bayes_trial.simulation.design import load_design, validate_design
 
-__all__ = ["as_spec", "as_design", "model_frame", "parameter_draws", "population_parameters", "sampling_diagnostics",
-           "save_figure", "true_values", "write_csv"]
+__all__ = ["as_spec", "as_design", "interval_coverage", "model_frame", "parameter_draws", "population_parameters",
+           "sampling_diagnostics", "save_figure", "true_values", "write_csv"]
 
 
 def as_spec(spec: ModelSpec | str) -> ModelSpec:
@@ -120,4 +120,19 @@ def save_figure(fig, out: Path, stem: str) -> dict[str, Path]:
 def write_csv(table: pd.DataFrame, path: Path) -> Path:
     """`table` as CSV at `path` (six significant digits), written atomically; returns `path`."""
     return write_atomic(path, lambda handle: table.to_csv(handle, index=False, float_format="%.6g", lineterminator="\n"))
+
+
+def interval_coverage(estimates: pd.DataFrame, level: float) -> dict[str, float]:
+    """How often the intervals of `estimates` (columns truth, mean, low, high, covered) held the truth.
+
+    sims, coverage, `coverage_se` (sqrt(p (1 - p) / n) at the observed coverage p, floored at the SE
+    of a calibrated interval, p = `level`, so that 30 of 30 covered does not read as certainty),
+    mean bias with its SE, and mean interval width.
+    """
+    n = len(estimates)
+    covered = float(estimates["covered"].astype(bool).mean())
+    error = estimates["mean"] - estimates["truth"]
+    return {"sims": n, "coverage": covered, "coverage_se": float(np.sqrt(max(covered * (1 - covered), level * (1 - level)) / n)),
+            "bias": float(error.mean()), "bias_se": float(error.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan"),
+            "mean_width": float((estimates["high"] - estimates["low"]).mean())}
 
