@@ -1,11 +1,14 @@
 """Survey non-response: fits over everyone randomised, the response model, the MAR assumption in words.
 
 One small response-model fit and one padded wellbeing fit are shared by the tests (on `small_sim`:
-two towns x three arms x 40, response 85-90% at t0 and 60-75% at t1).
+two towns x three arms x 40, response 85-90% at t0 and 60-75% at t1), and one response-model fit of
+`oss_mar` (response more likely after a higher wellbeing score at the previous wave) checks the
+baseline score against that known dependence.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -16,8 +19,10 @@ import pytest
 
 import bayes_trial as bt
 from bayes_trial.core.errors import DataError
+from bayes_trial.data import contract
 from bayes_trial.estimands import attrition
-from bayes_trial.modelling.frames import missing_outcomes
+from bayes_trial.modelling.frames import missing_outcomes, prepare, with_baseline
+from bayes_trial.modelling.spec import spec_from_dict, spec_from_json
 from bayes_trial.report import document as report
 
 from conftest import FAST
@@ -65,8 +70,22 @@ def test_missing_outcomes_count_nonresponse_over_everyone_randomised(small_sim, 
     assert missing_outcomes(wellbeing_fit)["n_dropped"].sum() == small_sim.survey["wellbeing"].isna().sum()
 
 
+@pytest.fixture(scope="module")
+def mar_sim():
+    return bt.simulate(bt.load_design("oss_mar"), seed=1)
+
+
+@pytest.fixture(scope="module")
+def mar_response_fit(mar_sim):
+    return bt.sample(bt.load_spec("response"), bt.with_nonresponse(mar_sim.survey, mar_sim.register),
+                     progress=False, **FAST)
+
+
 def test_the_response_model_recovers_the_true_response_rates(small_sim, response_fit):
-    assert response_fit.prepared.aggregated and "(1|municipality)" in response_fit.prepared.formula
+    # The baseline score is person-level: the rows are fitted one per person and wave.
+    assert not response_fit.prepared.aggregated and len(response_fit.data) == 2 * len(small_sim.register)
+    assert "baseline_score + no_baseline" in response_fit.prepared.formula
+    assert "(1|municipality)" in response_fit.prepared.formula
     rates = attrition.response_rates(response_fit, interval=0.95)
     truth = small_sim.truth["attrition"]["response_rate"]
     assert len(rates.rates) == 6
@@ -161,3 +180,85 @@ def test_without_a_response_fit_the_report_uses_the_stored_counts(padded_wellbei
     assert [b.kind for b in blocks] == ["h3", "p", "p", "figure", "table"]
     assert "Beta posterior per arm x wave" in blocks[2].text
     assert isinstance(blocks[4].table, pd.DataFrame) and "P(differential < 0)" in blocks[4].table.columns
+
+
+def test_the_baseline_score_is_the_wave0_score_on_later_waves_only(small_sim, padded):
+    spec = bt.load_spec("response")
+    frame = with_baseline(spec, padded)
+    wave0 = frame[frame["wave"] == 0]
+    assert (wave0["baseline_score"] == 0).all() and (wave0["no_baseline"] == 0).all()
+    answered = wave0.dropna(subset=["wellbeing"]).set_index("participant_id")["wellbeing"]
+    later = frame[frame["wave"] == 1].set_index("participant_id")
+    assert len(later) == len(small_sim.register)
+    has = later.index.isin(answered.index)
+    assert 0 < (~has).sum() and (later.loc[~has, "no_baseline"] == 1).all() and (later.loc[has, "no_baseline"] == 0).all()
+    assert (later.loc[~has, "baseline_score"] == 0).all()
+    expected = (answered - answered.mean()) / answered.std()
+    np.testing.assert_allclose(later.loc[has, "baseline_score"].to_numpy(), expected.loc[later.index[has]].to_numpy())
+    assert later.loc[has, "baseline_score"].mean() == pytest.approx(0, abs=1e-12)
+
+
+def test_the_baseline_score_recovers_response_that_depends_on_the_previous_score(mar_sim, mar_response_fit):
+    # oss_mar: +0.5 log odds per SD of the previous wave's wellbeing; the t0 score stands in for it.
+    slope = mar_response_fit.posterior["baseline_score"].to_numpy().ravel()
+    assert np.quantile(slope, 0.05) > 0
+    rates = attrition.response_rates(mar_response_fit, interval=0.9)
+    realised = mar_sim.truth["attrition"]["outcomes"]["wellbeing"]["nonresponse_share"]
+    assert len(rates.rates) == 9
+    for row in rates.rates.itertuples():
+        assert row.lower <= 100 * (1 - realised[row.arm][str(row.wave)]) <= row.upper, row
+    # Each wave is averaged over everyone randomised, each person with their own row of that wave.
+    answered = mar_sim.survey.groupby(["arm", "wave"]).size() / mar_sim.register.groupby("arm").size()
+    for row in rates.rates.itertuples():
+        assert row.mean == pytest.approx(100 * answered[(row.arm, row.wave)], abs=4), row
+
+
+def test_a_stored_response_fit_with_a_baseline_gives_the_same_rates(mar_response_fit, tmp_path):
+    stored = bt.load(bt.save(mar_response_fit, tmp_path / "response.nc"))
+    assert stored.spec.baseline == "wellbeing" and "baseline_score" in stored.data
+    pd.testing.assert_frame_equal(attrition.response_rates(stored).rates, attrition.response_rates(mar_response_fit).rates)
+
+
+def test_a_file_read_for_the_response_model_carries_its_baseline_score(small_sim_dir):
+    spec = bt.load_spec("response")
+    frame = contract.load_for_spec(spec, small_sim_dir / "survey.csv", register=small_sim_dir / "register.csv")
+    prepared = prepare(spec, frame)
+    assert {"baseline_score", "no_baseline"} <= set(prepared.data.columns)
+    assert prepared.data.loc[prepared.data["wave"] == 1, "baseline_score"].std() > 0.5
+
+
+def response_raw(**changes):
+    raw = bt.load_spec("response").to_dict()
+    raw.update(changes)
+    return raw
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"baseline": "arm"}, "baseline 'arm' is not a score"),
+    ({"baseline": 3}, "'baseline' must be the name of a survey score column"),
+    ({"formula": "responded ~ arm*wave"}, "the formula does not use baseline_score"),
+    ({"baseline": ""}, "the formula uses baseline_score, no_baseline, which only a 'baseline' setting makes"),
+    ({"outcome": "wellbeing", "formula": "wellbeing ~ arm*wave + baseline_score + no_baseline", "family": "gaussian"},
+     "'baseline' is for the response model"),
+])
+def test_a_wrong_baseline_setting_is_a_one_line_spec_error(changes, message):
+    with pytest.raises(bt.SpecError, match=re.escape(message)) as error:
+        spec_from_dict(response_raw(**changes), where="models/response.toml")
+    assert "\n" not in str(error.value) and str(error.value).startswith("models/response.toml: ")
+
+
+def test_a_baseline_that_is_not_a_survey_score_is_refused_when_preparing(padded):
+    spec = spec_from_dict(response_raw(baseline="trust"))
+    with pytest.raises(bt.SpecError, match=re.escape("baseline 'trust' is not a column of the survey; expected a "
+                                                     "score column (")) as error:
+        prepare(spec, padded)
+    assert "wellbeing" in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(bt.SpecError, match="baseline 'trust' holds no numbers"):
+        prepare(spec, padded.assign(trust="high"))
+
+
+def test_the_baseline_setting_round_trips_and_is_absent_when_unset():
+    spec = bt.load_spec("response")
+    assert spec.baseline == "wellbeing" and spec_from_json(spec.to_json()) == spec
+    plain = dataclasses.replace(spec, baseline="", formula=spec.formula.replace(" + baseline_score + no_baseline", ""))
+    assert "baseline" not in plain.to_dict() and spec_from_dict(plain.to_dict()) == plain

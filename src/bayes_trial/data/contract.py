@@ -607,9 +607,10 @@ def validate_register(
 
 def model_columns(spec: Any) -> list[str]:
     """Columns a mapping may target for `spec` (a :class:`~bayes_trial.spec.ModelSpec`): the
-    contract's, the outcome, and the names in the formula (covariates such as ``age``)."""
+    contract's, the outcome, its baseline score, and the names in the formula (covariates such as ``age``)."""
     words = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", spec.formula.split("~", 1)[-1])
-    return list(dict.fromkeys([*CONTRACT_COLUMNS, spec.outcome, *words]))
+    baseline = [spec.baseline] if getattr(spec, "baseline", "") else []
+    return list(dict.fromkeys([*CONTRACT_COLUMNS, spec.outcome, *baseline, *words]))
 
 
 def load_for_spec(
@@ -628,8 +629,11 @@ def load_for_spec(
         columns = check_column_mapping(columns, where=where, targets=model_columns(spec) if targets is None else targets)
     kwargs = {"control_arm": spec.control_arm, "columns": columns}
     if spec.table == "survey":
-        # The response model's outcome is made by `with_nonresponse`, not read from the file.
+        # The response model's outcome is made by `with_nonresponse`, not read from the file; its
+        # baseline score (if any) is read as a number, in the range that score's own model declares.
         outcomes = {} if spec.outcome == RESPONDED else {spec.outcome: tuple(spec.bounds)}
+        if getattr(spec, "baseline", ""):
+            outcomes[spec.baseline] = (None, None)
         survey = load_survey(path, outcomes=outcomes, **kwargs)
         if register is None:
             return survey

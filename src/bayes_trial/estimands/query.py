@@ -22,7 +22,11 @@ from bayes_trial.modelling.frames import ID_COLUMNS, TRIALS
 from bayes_trial.sampling.fit import Draws, Fit, mean_expected_response, mean_outcome_shifts
 
 def population(fit: Fit) -> pd.DataFrame:
-    """The persons (or binomial cells) over which predictions are averaged: one row per participant."""
+    """The persons (or binomial cells) over which predictions are averaged: one row per participant.
+
+    Fits without participant ids give every row; a response model with a baseline score then
+    averages each wave over that wave's rows (`standardised_means`).
+    """
     data = fit.data
     if "participant_id" in data and not fit.prepared.aggregated:
         return data.drop_duplicates("participant_id", keep="first").reset_index(drop=True)
@@ -145,20 +149,36 @@ def _outcome_scale(fit: Fit, values):
     return fit.family.expected_outcome(values, fit.categories)
 
 
-def _counterfactual_copies(fit: Fit, frame: pd.DataFrame, assignments: list[dict]) -> pd.DataFrame:
-    """`frame` once per assignment of column values, stacked; new levels (a new town) join the categories."""
+def _rows_for(fit: Fit, frame: pd.DataFrame, assign: dict) -> pd.DataFrame:
+    """The rows of `frame` that stand for its persons under `assign`.
+
+    A response model with a baseline score (`ModelSpec.baseline`) has columns that differ by wave
+    (0 at wave 0, the person's baseline after it), and its padded rows hold every randomised person
+    at every wave: at an assigned wave each person is their own row of that wave.
+    """
+    if not fit.spec.baseline or "wave" not in assign:
+        return frame
+    return frame[frame["wave"].astype(int) == int(assign["wave"])]
+
+
+def _counterfactual_copies(fit: Fit, frame: pd.DataFrame, assignments: list[dict]) -> tuple[pd.DataFrame, np.ndarray]:
+    """`frame` once per assignment of column values, stacked, and each row's assignment number.
+
+    New levels (a new town) join the categories.
+    """
     categories = {
         column: list(dict.fromkeys([*fit.data[column].cat.categories, *(a[column] for a in assignments if column in a)]))
         for column in {c for a in assignments for c in a} if isinstance(fit.data[column].dtype, pd.CategoricalDtype)
     }
     copies = []
     for assign in assignments:
-        copy = frame.copy()
+        copy = _rows_for(fit, frame, assign).copy()
         for column, value in assign.items():
             copy[column] = (pd.Categorical([value] * len(copy), categories=categories[column], ordered=True)
                             if column in categories else value)
         copies.append(copy)
-    return pd.concat(copies, ignore_index=True)
+    groups = np.repeat(np.arange(len(copies)), [len(copy) for copy in copies])
+    return pd.concat(copies, ignore_index=True), groups
 
 
 def standardised_means(fit: Fit, assignments: list[dict], frame: pd.DataFrame | None = None, *,
@@ -173,11 +193,9 @@ def standardised_means(fit: Fit, assignments: list[dict], frame: pd.DataFrame | 
     frame = population(fit) if frame is None else frame
     if new_groups:
         assignments = [{k: v for k, v in a.items() if not (k == "municipality" and is_new_town(v))} for a in assignments]
-    copies = _counterfactual_copies(fit, frame, assignments)
+    copies, groups = _counterfactual_copies(fit, frame, assignments)
     draws = new_town_posterior(fit) if new_groups else Draws(fit.posterior)
-    groups = np.repeat(np.arange(len(assignments)), len(frame))
-    weights = np.tile(_weights(fit, frame), len(assignments))
-    means = _outcome_scale(fit, mean_expected_response(fit, draws, copies, groups, weights))
+    means = _outcome_scale(fit, mean_expected_response(fit, draws, copies, groups, _weights(fit, copies)))
     draws = means.stack(sample=("chain", "draw")).transpose("sample", "group").to_numpy()
     return list(draws.T)
 
@@ -190,8 +208,8 @@ def standardised_outcome_shifts(fit: Fit, assign: dict, deltas, frame: pd.DataFr
     each delta (`sampling.fit.mean_outcome_shifts`). Outcome scale, not yet times `scale_factor`.
     """
     frame = population(fit) if frame is None else frame
-    copies = _counterfactual_copies(fit, frame, [assign])
-    return mean_outcome_shifts(fit, Draws(fit.posterior), copies, _weights(fit, frame), deltas)
+    copies, _ = _counterfactual_copies(fit, frame, [assign])
+    return mean_outcome_shifts(fit, Draws(fit.posterior), copies, _weights(fit, copies), deltas)
 
 
 def standardised_mean(fit: Fit, frame: pd.DataFrame | None = None, *, new_groups: bool = False, **assign) -> np.ndarray:

@@ -23,11 +23,11 @@ import re
 import pandas as pd
 
 from bayes_trial.data.contract import RESPONDED, SOURCE_ATTR, missing_outcome_counts
-from bayes_trial.core.errors import DataError
+from bayes_trial.core.errors import DataError, SpecError
 from bayes_trial.families import registry
 from bayes_trial.families.base import TRIALS, Family, PreparedData
 from bayes_trial.modelling import autoprior
-from bayes_trial.modelling.spec import ModelSpec
+from bayes_trial.modelling.spec import BASELINE_SCORE, NO_BASELINE, ModelSpec
 
 NO_CONSULTANT = "none"
 ID_COLUMNS = ("participant_id", "municipality", "consultant_id")
@@ -202,9 +202,48 @@ def prepare(spec: ModelSpec, frame: pd.DataFrame, *, family: Family | None = Non
     missing = () if counts is None else tuple(
         (str(r.arm), None if r.wave is None or pd.isna(r.wave) else int(r.wave), int(r.n_dropped), int(r.n_total))
         for r in counts.itertuples(index=False))
+    if spec.baseline:
+        frame = with_baseline(spec, frame)
     prepared = _prepare(spec, frame, family or registry.get(spec.family))
     notes = prepared.notes + tuple(confounding_notes(prepared))
     return dataclasses.replace(prepared, missing=missing, notes=notes, missing_over_randomised=RESPONDED in frame)
+
+
+def with_baseline(spec: ModelSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of the padded survey with the person's wave-0 `spec.baseline` score on the rows of later waves.
+
+    ``baseline_score``: the wave-0 value standardised over the persons who have one, on rows of
+    waves >= 1 where it exists, else 0. ``no_baseline``: 1 on rows of waves >= 1 of persons
+    without a wave-0 value, else 0. Both are 0 on every wave-0 row: there a missing score is the
+    non-response being modelled, so it cannot predict it. The columns are constant over waves >= 1,
+    so each row still carries only what its person showed at wave 0.
+
+    Raises
+    ------
+    SpecError
+        If `spec.baseline` is not a numeric column of the survey.
+    DataError
+        If fewer than two persons have a wave-0 value, or all have the same one.
+    """
+    name = spec.baseline
+    where = f"{frame.attrs[SOURCE_ATTR]}: model {spec.name!r}" if frame.attrs.get(SOURCE_ATTR) else f"model {spec.name!r}"
+    scores = [c for c in frame.columns if c not in (*ID_COLUMNS, "arm", "wave", RESPONDED)
+              and pd.api.types.is_numeric_dtype(frame[c])]
+    if name not in scores:
+        what = "is not a column of the survey" if name not in frame else "holds no numbers"
+        raise SpecError(f"{where}: baseline {name!r} {what}; expected a score column "
+                        f"({', '.join(map(str, scores)) or 'none in these data'})")
+    at_baseline = frame.loc[(frame["wave"] == 0) & frame[name].notna()].set_index("participant_id")[name]
+    if at_baseline.size < 2 or at_baseline.std() == 0:
+        raise DataError(f"{where}: baseline {name!r} needs wave-0 values that differ between persons; "
+                        f"found {at_baseline.size} with {at_baseline.nunique()} distinct value(s)")
+    standardised = (at_baseline - at_baseline.mean()) / at_baseline.std()
+    person_score = frame["participant_id"].map(standardised)
+    later = (frame["wave"] >= 1).to_numpy()
+    out = frame.copy()
+    out[BASELINE_SCORE] = person_score.where(later, 0.0).fillna(0.0).astype(float)
+    out[NO_BASELINE] = (later & person_score.isna().to_numpy()).astype(int)
+    return out
 
 
 def confounding_notes(prepared: PreparedData) -> list[str]:

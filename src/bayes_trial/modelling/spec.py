@@ -19,6 +19,7 @@ from typing import Any
 
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.paths import MODELS_DIR, resolve_bundled
+from bayes_trial.data.contract import CONTRACT_COLUMNS, RESPONDED
 from bayes_trial.families import registry
 
 TABLES = ("survey", "register")
@@ -51,6 +52,9 @@ POSITIVE_TERMS = {"sigma", "alpha"}
 # A prior written as `auto` (or left unset) is scaled to the outcome when the data are known
 # (`autoprior.resolve`); it is kept as this placeholder in a spec.
 AUTO = "auto"
+#: Columns that `modelling.frames.with_baseline` adds for a spec's `baseline` score (see `ModelSpec.baseline`).
+BASELINE_SCORE = "baseline_score"
+NO_BASELINE = "no_baseline"
 SAMPLER_DEFAULTS = {"sampler": "nutpie", "draws": 1000, "tune": 1000, "chains": 4, "target_accept": 0.9, "seed": 2024}
 
 
@@ -91,9 +95,15 @@ class ModelSpec:
     unit: str = ""
     #: Effect size (outcome unit) that the prior should make unlikely; None: the family's default (`priors`).
     implausible_effect: float | None = None
+    #: Response model only: the survey score whose wave-0 value enters later waves as `baseline_score`
+    #: (with `no_baseline` for persons without one); "" for none.
+    baseline: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        if not self.baseline:
+            # Left out when unset, so that specs stored before the setting existed still compare equal.
+            del out["baseline"]
         out["priors"] = {term: str(prior) for term, prior in self.priors.items()}
         out["bounds"] = list(self.bounds)
         return out
@@ -257,6 +267,7 @@ def spec_from_dict(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
     if implausible is not None and (isinstance(implausible, bool) or not isinstance(implausible, int | float)
                                     or not math.isfinite(implausible) or implausible <= 0):
         raise SpecError(f"{where}: implausible_effect must be a positive number (outcome unit), got {implausible!r}")
+    baseline = _check_baseline(raw, where)
     priors_raw = raw.get("priors", {})
     if not isinstance(priors_raw, dict):
         raise SpecError(f"{where}: [priors] must be a table of TERM = \"Distribution(...)\"")
@@ -269,8 +280,35 @@ def spec_from_dict(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
         family=raw["family"], control_arm=str(raw.get("control_arm", "control")),
         description=str(raw.get("description", "")), bounds=bounds, priors=priors, sampler=sampler,
         aggregate=bool(raw.get("aggregate", True)), unit=str(raw.get("unit", "")),
-        implausible_effect=None if implausible is None else float(implausible),
+        implausible_effect=None if implausible is None else float(implausible), baseline=baseline,
     )
+
+
+def _check_baseline(raw: dict[str, Any], where: str) -> str:
+    """The `baseline` setting: a survey score column for the response model, whose formula uses it."""
+    baseline = raw.get("baseline", "")
+    if not isinstance(baseline, str):
+        raise SpecError(f"{where}: 'baseline' must be the name of a survey score column, got {baseline!r}")
+    baseline = baseline.strip()
+    names = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", raw["formula"].split("~", 1)[1]))
+    if not baseline:
+        used = [c for c in (BASELINE_SCORE, NO_BASELINE) if c in names]
+        if used:
+            raise SpecError(f"{where}: the formula uses {', '.join(used)}, which only a 'baseline' setting makes "
+                            "(e.g. baseline = \"wellbeing\")")
+        return ""
+    # The answers (`estimands.query`) average each wave over the rows of that wave, which are
+    # everyone randomised only in the padded survey of the response model.
+    if raw["outcome"] != RESPONDED:
+        raise SpecError(f"{where}: 'baseline' is for the response model (outcome {RESPONDED!r}); "
+                        f"model outcome is {raw['outcome']!r}")
+    if baseline in (*CONTRACT_COLUMNS, RESPONDED, BASELINE_SCORE, NO_BASELINE):
+        raise SpecError(f"{where}: baseline {baseline!r} is not a score: expected a survey outcome column such as "
+                        "'wellbeing'")
+    if BASELINE_SCORE not in names:
+        raise SpecError(f"{where}: baseline {baseline!r} is set but the formula does not use {BASELINE_SCORE}; "
+                        f"add '+ {BASELINE_SCORE} + {NO_BASELINE}'")
+    return baseline
 
 
 def read_toml(path: Path) -> dict[str, Any]:
