@@ -21,6 +21,7 @@ import bayes_trial as bt
 from bayes_trial.core.errors import DataError
 from bayes_trial.data import contract
 from bayes_trial.estimands import attrition
+from bayes_trial.families.base import TRIALS
 from bayes_trial.modelling.frames import missing_outcomes, prepare, with_baseline
 from bayes_trial.modelling.spec import spec_from_dict, spec_from_json
 from bayes_trial.report import document as report
@@ -82,8 +83,10 @@ def mar_response_fit(mar_sim):
 
 
 def test_the_response_model_recovers_the_true_response_rates(small_sim, response_fit):
-    # The baseline score is person-level: the rows are fitted one per person and wave.
-    assert not response_fit.prepared.aggregated and len(response_fit.data) == 2 * len(small_sim.register)
+    # Rows that share arm, wave, town, consultant and baseline columns are still one binomial cell.
+    cells = response_fit.data
+    assert response_fit.prepared.aggregated and cells[TRIALS].sum() == 2 * len(small_sim.register)
+    assert len(cells[cells["wave"] == 0]) < len(cells[cells["wave"] == 1]) < len(small_sim.register)
     assert "baseline_score + no_baseline" in response_fit.prepared.formula
     assert "(1|municipality)" in response_fit.prepared.formula
     rates = attrition.response_rates(response_fit, interval=0.95)

@@ -661,6 +661,11 @@ def missing_outcome_counts(frame: pd.DataFrame, outcome: str, control_arm: str |
 
 
 RESPONDED = "responded"
+#: Columns that `modelling.frames.with_baseline` adds to the padded survey for a response model's
+#: baseline score (`ModelSpec.baseline`): the person's standardised wave-0 score on later waves, and
+#: 1 on later waves of persons without one.
+BASELINE_SCORE = "baseline_score"
+NO_BASELINE = "no_baseline"
 
 
 def with_nonresponse(survey: pd.DataFrame, register: pd.DataFrame, *, source: str = "survey") -> pd.DataFrame:

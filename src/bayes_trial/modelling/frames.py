@@ -22,12 +22,12 @@ import re
 
 import pandas as pd
 
-from bayes_trial.data.contract import RESPONDED, SOURCE_ATTR, missing_outcome_counts
+from bayes_trial.data.contract import BASELINE_SCORE, NO_BASELINE, RESPONDED, SOURCE_ATTR, missing_outcome_counts
 from bayes_trial.core.errors import DataError, SpecError
 from bayes_trial.families import registry
 from bayes_trial.families.base import TRIALS, Family, PreparedData
 from bayes_trial.modelling import autoprior
-from bayes_trial.modelling.spec import BASELINE_SCORE, NO_BASELINE, ModelSpec
+from bayes_trial.modelling.spec import ModelSpec
 
 NO_CONSULTANT = "none"
 ID_COLUMNS = ("participant_id", "municipality", "consultant_id")

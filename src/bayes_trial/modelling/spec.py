@@ -19,7 +19,7 @@ from typing import Any
 
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.paths import MODELS_DIR, resolve_bundled
-from bayes_trial.data.contract import CONTRACT_COLUMNS, RESPONDED
+from bayes_trial.data.contract import BASELINE_SCORE, CONTRACT_COLUMNS, NO_BASELINE, RESPONDED
 from bayes_trial.families import registry
 
 TABLES = ("survey", "register")
@@ -52,9 +52,6 @@ POSITIVE_TERMS = {"sigma", "alpha"}
 # A prior written as `auto` (or left unset) is scaled to the outcome when the data are known
 # (`autoprior.resolve`); it is kept as this placeholder in a spec.
 AUTO = "auto"
-#: Columns that `modelling.frames.with_baseline` adds for a spec's `baseline` score (see `ModelSpec.baseline`).
-BASELINE_SCORE = "baseline_score"
-NO_BASELINE = "no_baseline"
 SAMPLER_DEFAULTS = {"sampler": "nutpie", "draws": 1000, "tune": 1000, "chains": 4, "target_accept": 0.9, "seed": 2024}
 
 
