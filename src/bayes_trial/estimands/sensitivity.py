@@ -219,18 +219,26 @@ class DeltaAdjusted:
         if point.size == 0:
             already = " and ".join({"probability": f"{statement} = {point.p_hypothesis:.3f} is below {self.threshold:.2f}",
                                     "interval": f"{interval} includes {crossing}"}[r] for r in point.reasons)
-            holding = self.grid[~self.grid["tips"]]
-            if holding.empty:
+            deltas = self.holds_from()
+            if deltas is None:
                 return (f"already at delta = 0 (missing at random) {already}, and no delta in the range makes it hold: "
                         "no departure from MAR is needed to doubt it")
-            closest = holding.loc[holding[[f"delta_{arm}" for arm in self.ranges]].abs().max(axis=1).idxmin()]
-            deltas = {arm: float(closest[f"delta_{arm}"]) for arm in self.ranges}
             return (f"already at delta = 0 (missing at random) {already}; it would hold ({statement} at least "
                     f"{self.threshold:.2f}, {interval} excluding {crossing}) from {self._where(deltas)}: "
                     f"{self._why(deltas)}")
         what = " and ".join({"probability": f"{statement} falls below {self.threshold:.2f}",
                              "interval": f"{interval} includes {crossing}"}[r] for r in point.reasons)
         return f"{what} at {self._where(point.deltas)}: {self._why(point.deltas)}"
+
+    def holds_from(self) -> dict[str, float] | None:
+        """For a conclusion that already fails at delta = 0: the grid point closest to MAR (smallest largest
+        |delta|) at which it would hold; None when it holds at MAR or nowhere on the grid."""
+        point = self.tipping_point
+        holding = self.grid[~self.grid["tips"]]
+        if point is None or point.size != 0 or holding.empty:
+            return None
+        closest = holding.loc[holding[[f"delta_{arm}" for arm in self.ranges]].abs().max(axis=1).idxmin()]
+        return {arm: float(closest[f"delta_{arm}"]) for arm in self.ranges}
 
     def _where(self, deltas: dict[str, float]) -> str:
         return ", ".join(f"delta_{arm} = {_signed(value)}" for arm, value in deltas.items()) + f" {self.scale}"

@@ -32,6 +32,21 @@ def _curves(result: DeltaAdjusted) -> list[tuple[str, pd.DataFrame]]:
             for i, (key, rows) in enumerate(groups) if i in chosen]
 
 
+def _where(deltas: dict[str, float]) -> str:
+    return ", ".join(f"delta_{arm} = {'0' if value == 0 else f'{value:+g}'}" for arm, value in deltas.items())
+
+
+def _annotate(top, bottom, row: pd.Series, text: str) -> None:
+    """Circle the grid point `row` (of the first arm's delta) in both panels and label it in the top one."""
+    x = row[[c for c in row.index if str(c).startswith("delta_")][0]]
+    for axis, value in ((top, row["p_hypothesis"]), (bottom, row["mean"])):
+        axis.plot([x], [value], marker="o", markersize=10, markerfacecolor="none", markeredgecolor="firebrick",
+                  linestyle="none")
+    # The text sits inside the panel (lower left) with an arrow, so a long label never widens the figure.
+    top.annotate(text, (x, row["p_hypothesis"]), xytext=(0.02, 0.06), textcoords="axes fraction", color="firebrick",
+                 fontsize=8, arrowprops={"arrowstyle": "->", "color": "firebrick", "linewidth": 0.8})
+
+
 def plot_delta_adjusted(result: DeltaAdjusted):
     """Two panels against delta: P(hypothesis) with the threshold, and the contrast with its interval and zero.
 
@@ -59,17 +74,18 @@ def plot_delta_adjusted(result: DeltaAdjusted):
         axis.plot([0], [value], marker="D", color="black", linestyle="none", label="missing at random (delta = 0)")
     point = result.tipping_point
     if point is not None:
-        x = point.deltas[arms[0]]
-        for axis, value in ((top, point.p_hypothesis), (bottom, point.mean)):
-            axis.plot([x], [value], marker="o", markersize=10, markerfacecolor="none", markeredgecolor="firebrick",
-                      linestyle="none")
-        where = ", ".join(f"delta_{arm} = {'0' if value == 0 else f'{value:+g}'}" for arm, value in point.deltas.items())
         why = " and ".join({"probability": f"P < {result.threshold:.2f}",
                             "interval": f"interval includes {result.crossing:g}"}[r] for r in point.reasons)
-        # The text sits inside the panel (lower left) with an arrow, so a long label never widens the figure.
-        top.annotate(f"tips at {where}\n({why})", (x, point.p_hypothesis), xytext=(0.02, 0.06),
-                     textcoords="axes fraction", color="firebrick", fontsize=8,
-                     arrowprops={"arrowstyle": "->", "color": "firebrick", "linewidth": 0.8})
+        holds = result.holds_from()
+        if point.size == 0 and holds is not None:
+            # Fails at MAR already: what a reader needs is where it would start to hold.
+            row = result.grid.loc[(result.grid[[f"delta_{arm}" for arm in holds]] == pd.Series(
+                {f"delta_{arm}": value for arm, value in holds.items()})).all(axis=1)].iloc[0]
+            _annotate(top, bottom, row, f"fails at delta = 0 ({why});\nholds from {_where(holds)}")
+        elif point.size > 0:
+            _annotate(top, bottom, pd.Series({"p_hypothesis": point.p_hypothesis, "mean": point.mean,
+                                              **{f"delta_{arm}": v for arm, v in point.deltas.items()}}),
+                      f"tips at {_where(point.deltas)}\n({why})")
     top.set_ylim(-0.02, 1.02)
     top.set_ylabel(f"P({result.hypothesis})")
     unit = "percentage points" if result.unit == "pp" else result.unit
