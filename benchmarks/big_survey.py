@@ -272,6 +272,30 @@ def cli_section(r: dict) -> str:
         *[f"- `{line}`" for line in r["stages"]], "", CLI_END])
 
 
+def demo_fits_parser(description: str, repeats: int, what: str) -> argparse.ArgumentParser:
+    """The options of a benchmark that times this code against a baseline on the demo's stored fits."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--fits", default=str(Path(__file__).resolve().parents[1] / "results" / "oss_demo" / "fits"),
+                        help="folder with the demo's outflow.nc and wellbeing.nc")
+    parser.add_argument("--baseline", default="main", help="git ref of the baseline code (default main)")
+    parser.add_argument("--repeats", type=int, default=repeats, help=f"{what} (default {repeats})")
+    add_no_write(parser)
+    return parser
+
+
+def add_no_write(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-write", action="store_true", help="print the section instead of writing RESULTS.md")
+
+
+def publish(text: str, no_write: bool, begin: str, end: str) -> None:
+    """Print the section (`--no-write`) or write it into RESULTS.md between its markers."""
+    if no_write:
+        print(text)
+    else:
+        write(text, begin, end)
+        print(f"wrote {RESULTS}")
+
+
 def write(text: str, begin: str = BEGIN, end: str = END) -> None:
     current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)

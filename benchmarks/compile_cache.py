@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from big_survey import write
+from big_survey import add_no_write, write
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent / "bayes-trial"
@@ -99,7 +99,7 @@ def section(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--no-write", action="store_true", help="print the section instead of writing RESULTS.md")
+    add_no_write(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         text = section(measure(Path(tmp)))

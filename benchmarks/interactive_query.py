@@ -14,7 +14,6 @@ in at most 1.5 s wall.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -25,11 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from big_survey import write
+from big_survey import demo_fits_parser, publish
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-RESULTS = HERE / "RESULTS.md"
 BEGIN, END = "<!-- interactive_query: begin -->", "<!-- interactive_query: end -->"
 GOAL_SECONDS = 1.5
 QUERIES = [
@@ -116,12 +114,7 @@ def section(rows: list[dict], imports: dict[str, list[float]], ref: str, loads: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fits", default=str(ROOT / "results" / "oss_demo" / "fits"),
-                        help="folder with the demo's outflow.nc and wellbeing.nc")
-    parser.add_argument("--baseline", default="main", help="git ref of the baseline code (default main)")
-    parser.add_argument("--repeats", type=int, default=5, help="runs per query and code (default 5)")
-    parser.add_argument("--no-write", action="store_true", help="print the section instead of writing RESULTS.md")
+    parser = demo_fits_parser(__doc__.splitlines()[0], 5, "runs per query and code")
     args = parser.parse_args()
     fits = Path(args.fits)
     missing = [name for name, _ in QUERIES if not (fits / name).exists()]
@@ -132,11 +125,7 @@ def main() -> None:
         start = f"{os.getloadavg()[0]:.1f}"
         rows, imports = measure(fits, sources, args.repeats)
         text = section(rows, imports, args.baseline, (start, f"{os.getloadavg()[0]:.1f}"), args.repeats)
-    if args.no_write:
-        print(text)
-    else:
-        write(text, BEGIN, END)
-        print(f"wrote {RESULTS}")
+    publish(text, args.no_write, BEGIN, END)
 
 
 if __name__ == "__main__":

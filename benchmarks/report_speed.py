@@ -15,7 +15,6 @@ or Bambi by the process itself. The two reports' Markdown texts are compared lin
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -27,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from big_survey import write
+from big_survey import demo_fits_parser, publish
 from interactive_query import export_baseline
 
 HERE = Path(__file__).resolve().parent
@@ -131,12 +130,7 @@ def section(runs: dict, recorded: dict, ref: str, loads: tuple[str, str], repeat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fits", default=str(ROOT / "results" / "oss_demo" / "fits"),
-                        help="folder with the demo's outflow.nc and wellbeing.nc")
-    parser.add_argument("--baseline", default="main", help="git ref of the baseline code (default main)")
-    parser.add_argument("--repeats", type=int, default=2, help="reports per code (default 2)")
-    parser.add_argument("--no-write", action="store_true", help="print the section instead of writing RESULTS.md")
+    parser = demo_fits_parser(__doc__.splitlines()[0], 2, "reports per code")
     args = parser.parse_args()
     fits = Path(args.fits)
     missing = [name for name in NAMES if not (fits / f"{name}.nc").exists()]
@@ -152,11 +146,7 @@ def main() -> None:
         runs = measure(tmp / "fits", sources, tmp / "reports", args.repeats)
         text = section(runs, recorded, ref, (start, f"{os.getloadavg()[0]:.1f}"), args.repeats,
                        differing_lines(tmp / "reports"))
-    if args.no_write:
-        print(text)
-    else:
-        write(text, BEGIN, END)
-        print(f"wrote {HERE / 'RESULTS.md'}")
+    publish(text, args.no_write, BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import numpy as np
 
 import bayes_trial as bt
 from bayes_trial.estimands import query, whatif
-from big_survey import write
+from big_survey import add_no_write, publish
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = {"chains": 4, "tune": 1000, "draws": 1000, "seed": 2024}
@@ -177,7 +177,7 @@ def section(fit: bt.Fit, rows: list[dict], cli: dict, minutes: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-write", action="store_true", help="print the section instead of writing RESULTS.md")
+    add_no_write(parser)
     parser.add_argument("--fit", type=Path, help="reuse this stored demo fit if it exists, else store it there")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -194,11 +194,7 @@ def main() -> None:
         rows.append(measure(fit, term, text))
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}, flush=True)
     text = section(fit, rows, cli_seconds(fit), (time.perf_counter() - started) / 60)
-    if args.no_write:
-        print(text)
-    else:
-        write(text, BEGIN, END)
-        print(f"wrote {HERE / 'RESULTS.md'}")
+    publish(text, args.no_write, BEGIN, END)
 
 
 if __name__ == "__main__":
