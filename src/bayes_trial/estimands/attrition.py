@@ -132,7 +132,8 @@ def publishable(count: int, min_cell: int) -> bool:
     return count == 0 or count >= min_cell
 
 
-def _missing_share(arm: str, missing: int, total: int, min_cell: int, of_whom: str = "") -> str:
+def missing_share(arm: str, missing: int, total: int, min_cell: int = MIN_CELL, of_whom: str = "") -> str:
+    """'control 48% (57 of 119)'; an arm with a count under `min_cell` persons (missing, answering or all) is suppressed."""
     if total < min_cell or not (publishable(missing, min_cell) and publishable(total - missing, min_cell)):
         return f"{arm} suppressed (a count under {min_cell} persons)"
     return f"{arm} {missing / total:.0%} ({missing} of {total}{of_whom})"
@@ -172,7 +173,7 @@ def mar_assumption(fit: Fit, wave: int | list[int] | None = None, *, min_cell: i
     for w in asked:
         rows = table[table["wave"] == w]
         # "randomised" once, after the first arm's count, as a reader needs it said once.
-        shares = ", ".join(_missing_share(row.arm, int(row.n_dropped), int(row.n_total), min_cell,
+        shares = ", ".join(missing_share(row.arm, int(row.n_dropped), int(row.n_total), min_cell,
                                           " randomised" if over_randomised and i == 0 else "")
                            for i, row in enumerate(rows.itertuples(index=False)))
         parts.append(f"wave {w}: {shares}")

@@ -30,6 +30,7 @@ import pandas as pd
 
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.summaries import DEFAULT_INTERVAL, MIN_CELL
+from bayes_trial.estimands.attrition import missing_share
 from bayes_trial.estimands.query import (answer, arms, contrast_draws, parse_hypothesis, population, resolve_arm,
                                          resolve_wave, scale_factor, standardised_outcome_shifts, waves)
 from bayes_trial.modelling.frames import missing_outcomes
@@ -148,18 +149,6 @@ def missing_counts(fit: Fit, wave: int) -> dict[str, tuple[int, int]]:
             if row.wave is not None and not pd.isna(row.wave) and int(row.wave) == int(wave)}
 
 
-def share_text(arm: str, counts: tuple[int, int] | None, min_cell: int = MIN_CELL) -> str:
-    """'control 44% (35 of 80)'; counts of fewer than `min_cell` persons are not shown."""
-    if counts is None:
-        return f"{arm} not recorded"
-    dropped, total = counts
-    if 0 < dropped < min_cell:
-        return f"{arm} fewer than {min_cell} of {total}"
-    if dropped and total - dropped < min_cell:
-        return f"{arm} all but fewer than {min_cell} of {total}"
-    return f"{arm} {dropped / total if total else 0:.0%} ({dropped} of {total})"
-
-
 @dataclass(frozen=True)
 class TippingPoint:
     """The grid point closest to MAR (smallest largest |delta| over arms) at which the conclusion changes."""
@@ -202,7 +191,8 @@ class DeltaAdjusted:
 
     def method_line(self, min_cell: int = MIN_CELL) -> str:
         """`method` with the share missing of each shifted arm (small counts not shown)."""
-        shares = "; ".join(share_text(arm, counts, min_cell) for arm, counts in self.missing.items())
+        shares = "; ".join(f"{arm} not recorded" if counts is None else missing_share(arm, *counts, min_cell)
+                           for arm, counts in self.missing.items())
         return f"{self.method} Missing at wave {self.wave}: {shares}."
 
     def sentence(self) -> str:
