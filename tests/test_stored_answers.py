@@ -130,6 +130,17 @@ def test_query_process_imports_no_sampler_or_arviz(outflow_fit_path):
     assert results[-1]["municipality"] == query.NEW_MUNICIPALITY and 0 <= results[-1]["p_hypothesis"] <= 1
 
 
+def test_what_if_process_imports_no_sampler_or_arviz(outflow_fit_path):
+    code = (f"import sys\nfrom bayes_trial.cli.commands import main\n"
+            f"code = main(['what-if', {str(outflow_fit_path)!r}, '--prior', 'arm=Normal(0, 0.25)'])\n"
+            f"print('HEAVY', sorted(m for m in {HEAVY!r} if sys.modules.get(m)))")
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    answer, _, heavy = done.stdout.rpartition("HEAVY")
+    assert heavy.strip() == "[]"
+    assert "re-weighted the stored draws (PSIS)" in answer and "intensive - control > 0" in answer
+
+
 def test_diagnose_of_a_stored_fit_imports_no_sampler_or_arviz(wellbeing_fit_path, wellbeing_fit):
     code = (f"import sys\nimport bayes_trial as bt\nfrom bayes_trial.checks import diagnose\n"
             f"print(diagnose.diagnose(bt.load({str(wellbeing_fit_path)!r})).to_json())\n"

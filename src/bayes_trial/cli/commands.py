@@ -244,10 +244,22 @@ def _without_dask_arrays() -> None:
     loaded 2-core machine, for arrays that no answer makes. Marked absent (and xarray's record of
     what is installed cleared), xarray skips them as if they were not installed.
     """
-    from xarray.namedarray import utils
-
     for name in ("dask", "sparse"):
         sys.modules.setdefault(name, None)
+    _forget_installed_modules()
+
+
+def _with_dask_arrays() -> None:
+    """Undo `_without_dask_arrays` before sampling: Bambi imports sparse."""
+    for name in ("dask", "sparse"):
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
+    _forget_installed_modules()
+
+
+def _forget_installed_modules() -> None:
+    from xarray.namedarray import utils
+
     getattr(utils.module_available, "cache_clear", lambda: None)()  # an xarray without the cache looks afresh
 
 
@@ -366,6 +378,7 @@ def _query_hazard(fit, args: argparse.Namespace, diagnosis) -> int:
 
 def cmd_what_if(args: argparse.Namespace) -> int:
     """`bayes-trial what-if`: a stored fit's answers under other priors, re-weighted (or refitted when k-hat is high)."""
+    _without_dask_arrays()
     from bayes_trial.estimands.whatif import what_if
     from bayes_trial.modelling.spec import load_priors_file, parse_prior_assignment
     from bayes_trial.sampling.fit import load
@@ -375,8 +388,11 @@ def cmd_what_if(args: argparse.Namespace) -> int:
     if not priors:
         raise BayesTrialError("what-if: give a new prior, e.g. --prior 'arm=Normal(0, 0.25)'")
     fit = load(args.fit)
-    table = what_if(fit, priors, args.hypotheses or None, khat_threshold=args.khat_threshold,
-                    refit_if_needed=not args.no_refit, interval=args.interval, progress=not args.quiet)
+    settings = {"khat_threshold": args.khat_threshold, "interval": args.interval, "progress": not args.quiet}
+    table = what_if(fit, priors, args.hypotheses or None, refit_if_needed=False, **settings)
+    if not args.no_refit and table["khat"].iloc[0] > args.khat_threshold:
+        _with_dask_arrays()
+        table = what_if(fit, priors, args.hypotheses or None, refit_if_needed=True, **settings)
     old = fit.used_spec.priors
     print(f"{fit.spec.name}: what if " + "; ".join(f"{term} ~ {prior} (fitted with {old[term]})"
                                                     for term, prior in priors.items()))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.progress import say
@@ -31,43 +31,97 @@ from bayes_trial.sampling.fit import Fit, refit
 KHAT_THRESHOLD = 0.7
 
 
-def prior_distribution(prior: Prior):
-    """The frozen scipy.stats distribution of a spec prior, with PyMC's parametrisation.
+def prior_distribution(prior: Prior) -> PriorDensity:
+    """The density of a spec prior, with PyMC's parametrisation (`PriorDensity.logpdf`).
 
     PyMC's half distributions live on [0, inf) with twice the density of their symmetric parent
-    there; rates (Exponential lam, Gamma beta) are scipy scales 1 / rate.
+    there; Exponential and Gamma take rates.
     """
-    p = prior.params
-    builders = {
-        "Normal": lambda: stats.norm(p["mu"], p["sigma"]),
-        "StudentT": lambda: stats.t(p["nu"], p["mu"], p["sigma"]),
-        "Cauchy": lambda: stats.cauchy(p["alpha"], p["beta"]),
-        "Logistic": lambda: stats.logistic(p["mu"], p["s"]),
-        "HalfNormal": lambda: stats.halfnorm(0, p["sigma"]),
-        "HalfStudentT": lambda: _HalfStudentT(p["nu"], p["sigma"]),
-        "HalfCauchy": lambda: stats.halfcauchy(0, p["beta"]),
-        "Exponential": lambda: stats.expon(0, 1 / p["lam"]),
-        "Gamma": lambda: stats.gamma(p["alpha"], 0, 1 / p["beta"]),
-        "InverseGamma": lambda: stats.invgamma(p["alpha"], 0, p["beta"]),
-        "LogNormal": lambda: stats.lognorm(p["sigma"], 0, np.exp(p["mu"])),
-        "Uniform": lambda: stats.uniform(p["lower"], p["upper"] - p["lower"]),
-        "Beta": lambda: stats.beta(p["alpha"], p["beta"]),
-    }
-    if prior.dist not in builders:
-        raise SpecError(f"what-if: no density for prior {prior}; valid: {', '.join(builders)}")
-    return builders[prior.dist]()
+    if prior.dist not in _LOG_DENSITIES:
+        raise SpecError(f"what-if: no density for prior {prior}; valid: {', '.join(_LOG_DENSITIES)}")
+    return PriorDensity(prior.dist, dict(prior.params))
 
 
 @dataclass(frozen=True)
-class _HalfStudentT:
-    """PyMC's HalfStudentT: a Student-t folded at 0 (scipy has no such distribution)."""
+class PriorDensity:
+    """One spec prior's log density, written out with numpy and `scipy.special`.
 
-    nu: float
-    sigma: float
+    `scipy.stats` would give the same numbers, but importing it takes most of a second, and a
+    what-if should answer in about as long as a query.
+    """
+
+    dist: str
+    params: dict
 
     def logpdf(self, x: np.ndarray) -> np.ndarray:
-        density = np.log(2) + stats.t.logpdf(x, self.nu, 0, self.sigma)
-        return np.where(np.asarray(x) >= 0, density, -np.inf)
+        """Log density at each value of `x`; -inf outside the support."""
+        x = np.asarray(x, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            density, inside = _LOG_DENSITIES[self.dist](x, **self.params)
+        return np.where(inside, density, -np.inf)
+
+
+_LOG_2PI = np.log(2 * np.pi)
+
+
+def _normal(x, mu, sigma):
+    return -0.5 * ((x - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * _LOG_2PI, True
+
+
+def _student_t(x, nu, mu, sigma):
+    z = (x - mu) / sigma
+    return (special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(sigma)
+            - (nu + 1) / 2 * np.log1p(z**2 / nu)), True
+
+
+def _cauchy(x, alpha, beta):
+    return -np.log(np.pi * beta) - np.log1p(((x - alpha) / beta) ** 2), True
+
+
+def _logistic(x, mu, s):
+    z = (x - mu) / s
+    return -z - np.log(s) - 2 * np.logaddexp(0, -z), True
+
+
+def _folded(parent):
+    def density(x, **params):
+        folded, _ = parent(x, **params)
+        return np.log(2) + folded, x >= 0
+    return density
+
+
+def _exponential(x, lam):
+    return np.log(lam) - lam * x, x >= 0
+
+
+def _gamma(x, alpha, beta):
+    return alpha * np.log(beta) - special.gammaln(alpha) + (alpha - 1) * np.log(x) - beta * x, x > 0
+
+
+def _inverse_gamma(x, alpha, beta):
+    return alpha * np.log(beta) - special.gammaln(alpha) - (alpha + 1) * np.log(x) - beta / x, x > 0
+
+
+def _log_normal(x, mu, sigma):
+    return -np.log(x) - np.log(sigma) - 0.5 * _LOG_2PI - (np.log(x) - mu) ** 2 / (2 * sigma**2), x > 0
+
+
+def _uniform(x, lower, upper):
+    return np.full_like(x, -np.log(upper - lower)), (x >= lower) & (x <= upper)
+
+
+def _beta(x, alpha, beta):
+    return (alpha - 1) * np.log(x) + (beta - 1) * np.log1p(-x) - special.betaln(alpha, beta), (x > 0) & (x < 1)
+
+
+_LOG_DENSITIES = {
+    "Normal": _normal, "StudentT": _student_t, "Cauchy": _cauchy, "Logistic": _logistic,
+    "HalfNormal": _folded(lambda x, sigma: _normal(x, 0.0, sigma)),
+    "HalfStudentT": _folded(lambda x, nu, sigma: _student_t(x, nu, 0.0, sigma)),
+    "HalfCauchy": _folded(lambda x, beta: _cauchy(x, 0.0, beta)),
+    "Exponential": _exponential, "Gamma": _gamma, "InverseGamma": _inverse_gamma, "LogNormal": _log_normal,
+    "Uniform": _uniform, "Beta": _beta,
+}
 
 
 def term_variable(term: str) -> str:
@@ -94,7 +148,7 @@ def log_prior(fit: Fit, term: str, prior: Prior) -> np.ndarray:
     numpy.ndarray
         One value per draw, chain by chain (as `hypothesis` stacks draws).
     """
-    values = fit.idata.posterior[term_variable(term)]
+    values = fit.posterior[term_variable(term)]
     draws = values.transpose("chain", "draw", ...).to_numpy().astype(float)
     density = prior_distribution(prior).logpdf(draws.reshape(draws.shape[0] * draws.shape[1], -1))
     return np.sum(density, axis=1)
@@ -103,7 +157,7 @@ def log_prior(fit: Fit, term: str, prior: Prior) -> np.ndarray:
 def check_what_if_priors(fit: Fit, priors: dict[str, Prior]) -> None:
     """Refuse a prior for a term the fit has no draws for, or one its term cannot take (one line each)."""
     used = fit.used_spec.priors
-    posterior = fit.idata.posterior
+    posterior = fit.posterior
     valid = [t for t, p in used.items() if p.dist != AUTO and term_variable(t) in posterior]
     for term, prior in priors.items():
         if term not in valid:
@@ -120,7 +174,7 @@ def log_weights(fit: Fit, priors: dict[str, Prior]) -> np.ndarray:
     """
     check_what_if_priors(fit, priors)
     old = fit.used_spec.priors
-    posterior = fit.idata.posterior
+    posterior = fit.posterior
     total = np.zeros(posterior.sizes["chain"] * posterior.sizes["draw"])
     for term, prior in priors.items():
         if prior != old[term]:
