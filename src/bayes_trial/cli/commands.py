@@ -552,6 +552,12 @@ def cmd_priors(args: argparse.Namespace) -> int:
     print(format_prior_table(prior_table(spec, frame)))
     if frame is None:
         print("(auto priors are scaled to the outcome: give --data to see their values and why)")
+        return 0
+    from bayes_trial.modelling.frames import prepare
+    from bayes_trial.modelling.parametrisation import choose
+
+    for choice in choose(spec, prepare(spec, frame)).values():
+        print(f"group effects {choice.term}: {choice.parametrisation} ({choice.set_by}: {choice.reason})")
     return 0
 
 

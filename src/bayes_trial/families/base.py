@@ -243,6 +243,15 @@ class Family:
         """The scale a sensitivity analysis' delta is on (see `mean_shifts`), for output and axis labels."""
         return self.effect_label(spec)
 
+    def person_information(self, prepared: PreparedData) -> float:
+        """Expected Fisher information about the linear predictor from one person (or row of one), at the pooled outcome.
+
+        What `modelling.parametrisation` weighs a group level's persons by. Logit link on events out of
+        trials: p (1 - p) at the pooled rate p.
+        """
+        rate = float(prepared.data[prepared.response].to_numpy(dtype=float).sum() / prepared.weights.sum())
+        return rate * (1 - rate)
+
     def latent_variance(self, posterior, outcome: pd.Series) -> np.ndarray | float:
         """Observation-level variance on the latent (link) scale, for variance shares."""
         return math.pi**2 / 3

@@ -32,6 +32,11 @@ class Count(Family):
     def delta_scale(self, spec) -> str:
         return "log rate"
 
+    def person_information(self, prepared) -> float:
+        # Log link: mu^2 / Var(y) (mu / (1 + mu / alpha) for a negative binomial), at the pooled mean and variance.
+        y = prepared.data[prepared.response].to_numpy(dtype=float)
+        return float(np.mean(y) ** 2 / max(np.var(y, ddof=1), 1e-12))
+
     def latent_variance(self, posterior, outcome: pd.Series) -> np.ndarray:
         # Nakagawa, Johnson & Schielzeth (2017): log(1 + 1/mu + 1/alpha) for the log link.
         mean = float(np.mean(outcome.astype(float)))

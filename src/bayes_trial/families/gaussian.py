@@ -24,6 +24,10 @@ class Gaussian(Family):
     auto_rule = {"scale": "sd", "intercept": ("mean", 0.5), "coefficient": 0.5, "group_sd": 0.25,
                  "aux": ("sigma", "Exponential")}
 
+    def person_information(self, prepared) -> float:
+        # 1 / residual variance; the outcome's variance holds every component, so this errs towards non-centred.
+        return 1 / max(float(np.var(prepared.data[prepared.response].to_numpy(dtype=float), ddof=1)), 1e-12)
+
     def latent_variance(self, posterior, outcome: pd.Series) -> np.ndarray:
         return posterior["sigma"].to_numpy().ravel() ** 2
 

@@ -24,6 +24,11 @@ class Ordinal(Family):
         levels = sorted(pd.unique(values.astype(int)))
         return pd.Categorical(values.astype(int), categories=levels, ordered=True)
 
+    def person_information(self, prepared) -> float:
+        # Proportional odds: (1 - sum of the category shares cubed) / 3 (Whitehead 1993).
+        shares = prepared.data[prepared.response].value_counts(normalize=True).to_numpy(dtype=float)
+        return float((1 - np.sum(shares**3)) / 3)
+
     def expected_outcome(self, values, categories: np.ndarray | None):
         category_dim = [d for d in values.dims if d not in ("chain", "draw", "__obs__", "group")][0]
         weights = values[category_dim].copy(data=np.asarray(categories, dtype=float))

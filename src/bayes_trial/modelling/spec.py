@@ -52,6 +52,9 @@ POSITIVE_TERMS = {"sigma", "alpha"}
 # A prior written as `auto` (or left unset) is scaled to the outcome when the data are known
 # (`autoprior.resolve`); it is kept as this placeholder in a spec.
 AUTO = "auto"
+# Group effects sampled as themselves or as SD x standard normal offset (`modelling.parametrisation`).
+CENTRED, NONCENTRED = "centred", "noncentred"
+PARAMETRISATIONS = (AUTO, CENTRED, NONCENTRED)
 SAMPLER_DEFAULTS = {"sampler": "nutpie", "draws": 1000, "tune": 1000, "chains": 4, "target_accept": 0.9, "seed": 2024}
 
 
@@ -95,12 +98,16 @@ class ModelSpec:
     #: Response model only: the survey score whose wave-0 value enters later waves as `baseline_score`
     #: (with `no_baseline` for persons without one); "" for none.
     baseline: str = ""
+    #: "auto", "centred" or "noncentred" for every group term, or {term: one of those} (others "auto").
+    parametrisation: str | dict[str, str] = AUTO
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         if not self.baseline:
             # Left out when unset, so that specs stored before the setting existed still compare equal.
             del out["baseline"]
+        if self.parametrisation == AUTO:
+            del out["parametrisation"]
         out["priors"] = {term: str(prior) for term, prior in self.priors.items()}
         out["bounds"] = list(self.bounds)
         return out
@@ -265,6 +272,7 @@ def spec_from_dict(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
                                     or not math.isfinite(implausible) or implausible <= 0):
         raise SpecError(f"{where}: implausible_effect must be a positive number (outcome unit), got {implausible!r}")
     baseline = _check_baseline(raw, where)
+    parametrisation = check_parametrisation(raw.get("parametrisation", AUTO), where)
     priors_raw = raw.get("priors", {})
     if not isinstance(priors_raw, dict):
         raise SpecError(f"{where}: [priors] must be a table of TERM = \"Distribution(...)\"")
@@ -278,7 +286,24 @@ def spec_from_dict(raw: dict[str, Any], where: str = "spec") -> ModelSpec:
         description=str(raw.get("description", "")), bounds=bounds, priors=priors, sampler=sampler,
         aggregate=bool(raw.get("aggregate", True)), unit=str(raw.get("unit", "")),
         implausible_effect=None if implausible is None else float(implausible), baseline=baseline,
+        parametrisation=parametrisation,
     )
+
+
+def check_parametrisation(value: Any, where: str) -> str | dict[str, str]:
+    """The `parametrisation` setting: one of PARAMETRISATIONS, or a table of group term = one of them."""
+    valid = ", ".join(PARAMETRISATIONS)
+    if isinstance(value, dict):
+        for term, choice in value.items():
+            if "|" not in term:
+                raise SpecError(f"{where}: parametrisation is for group terms (`expr|factor`), got {term!r}")
+            if choice not in PARAMETRISATIONS:
+                raise SpecError(f"{where}: parametrisation of {term!r} must be one of {valid}, got {choice!r}")
+        return dict(value)
+    if value not in PARAMETRISATIONS:
+        raise SpecError(f"{where}: parametrisation must be one of {valid} (or a table of group term = one of them), "
+                        f"got {value!r}")
+    return value
 
 
 def _check_baseline(raw: dict[str, Any], where: str) -> str:

@@ -3,6 +3,11 @@
 `NestedModel` builds each nested grouping factor (`(1|municipality:consultant_id)`) as one column of
 the combinations observed in the data (see `modelling.frames`), so unobserved town x consultant
 pairs never become levels.
+
+Each group term is centred or non-centred as `modelling.parametrisation` chooses. Bambi has one switch for
+the whole model (`noncentered`); here the model is built centred and each non-centred term gets a prior
+whose distribution is `noncentred_normal`, Bambi's own non-centred form through its public custom-`dist`
+hook.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import pandas as pd
 
 from bayes_trial.core.errors import SpecError
 from bayes_trial.families.base import PreparedData
+from bayes_trial.modelling import parametrisation
 from bayes_trial.modelling.frames import resolve_priors, with_nested_columns
 from bayes_trial.modelling.spec import AUTO, ModelSpec, check_prior_for_term
 
@@ -35,11 +41,19 @@ class NestedModel(bmb.Model):
         return super().predict(idata, kind=kind, data=data, **kwargs)
 
 
-def _bambi_prior(term: str, prior) -> bmb.Prior:
+def noncentred_normal(name: str, mu, sigma, dims=None):
+    """Normal(mu, sigma) as mu + sigma x `name_offset`, offset standard normal: Bambi's non-centred group effect."""
+    import pymc as pm
+
+    offset = pm.Normal(f"{name}_offset", mu=0, sigma=1, dims=dims)
+    return pm.Deterministic(name, mu + offset * sigma, dims=dims)
+
+
+def _bambi_prior(term: str, prior, centred: bool) -> bmb.Prior:
     distribution = bmb.Prior(prior.dist, **prior.params)
     if "|" in term:
         # A group-specific term's prior is stated for its standard deviation.
-        return bmb.Prior("Normal", mu=0, sigma=distribution)
+        return bmb.Prior("Normal", mu=0, sigma=distribution, dist=None if centred else noncentred_normal)
     return distribution
 
 
@@ -53,6 +67,7 @@ def valid_prior_terms(model: bmb.Model) -> list[str]:
 
 def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
     """A built Bambi model (PyMC model in `model.backend.model`) with the spec's priors, `auto` ones resolved."""
+    choices = parametrisation.choose(spec, prepared)
     spec = resolve_priors(spec, prepared).spec
     used = {term: prior for term, prior in spec.priors.items() if prior.dist != AUTO}  # AUTO left: a dropped term
     for term, prior in used.items():
@@ -61,7 +76,9 @@ def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
         # Priors go in with the formula: Bambi 0.17 cannot auto-scale a default prior for a
         # multi-column term (a spline) in a logit model, so such a term needs its prior up front.
         model = NestedModel(prepared.formula, prepared.data, family=prepared.family, center_predictors=False,
-                            priors={term: _bambi_prior(term, prior) for term, prior in used.items()})
+                            noncentered=False, priors={
+                                term: _bambi_prior(term, prior, term not in choices or choices[term].centred)
+                                for term, prior in used.items()})
     except Exception as exc:  # formulae raises many types for bad formulas
         raise SpecError(f"model {spec.name!r}: Bambi cannot use formula {prepared.formula!r}: {str(exc).splitlines()[0]}") from None
     valid = valid_prior_terms(model)
@@ -70,6 +87,7 @@ def build(spec: ModelSpec, prepared: PreparedData) -> bmb.Model:
         if term not in valid and not dropped:
             raise SpecError(f"model {spec.name!r}: prior for unknown term {term!r}; valid terms: {', '.join(valid)}")
     model.build()
+    model.parametrisation = choices
     check_priors_reached(model, spec)  # the resolved spec: `auto` priors must arrive as resolved too
     return model
 
@@ -83,9 +101,11 @@ def pymc_priors(model, spec: ModelSpec | None = None) -> pd.DataFrame:
     """
     rows = []
     pymc_models = model if isinstance(model, list) else [model.backend.model]
-    for rv in [rv for pymc_model in pymc_models for rv in pymc_model.free_RVs]:
-        if rv.name.endswith("_offset"):
-            continue
+    free = [rv for pymc_model in pymc_models for rv in pymc_model.free_RVs]
+    free_names = {rv.name for rv in free}
+    for rv in free:
+        if rv.name.endswith("_offset") or f"{rv.name}_sigma" in free_names:
+            continue  # group effects, non-centred or centred: the prior is their SD's
         op = rv.owner.op
         values = [np.asarray(p.eval()).ravel() for p in op.dist_params(rv.owner)]
         names = [n for n in _PYMC_PARAM_NAMES.get(type(op).__name__, ())] or [f"p{i}" for i in range(len(values))]

@@ -48,8 +48,9 @@ from bayes_trial.core.progress import say
 from bayes_trial.families import registry
 from bayes_trial.families.base import PreparedData
 from bayes_trial.modelling.frames import group_terms, resolve_priors
+from bayes_trial.modelling.parametrisation import choose as choose_parametrisation
 from bayes_trial.sampling import build as bambi_build
-from bayes_trial.sampling.build import NestedModel, stored_variables
+from bayes_trial.sampling.build import NestedModel, noncentred_normal, stored_variables
 from bayes_trial.sampling.predictor import PARTICIPANT, PARTICIPANT_DIM, PARTICIPANT_TERM
 
 PARTICIPANT_SIGMA = f"{PARTICIPANT_TERM}_sigma"
@@ -144,12 +145,12 @@ class OtherTerms:
 
     model: bmb.Model
     sd_prior: bmb.Prior
-    noncentered: bool
+    participant_noncentred: bool  # the full model's participant intercepts have `_offset` variables
 
     @classmethod
     def of_full(cls, full: bmb.Model) -> OtherTerms:
         term = full.components[full.family.likelihood.parent].terms[PARTICIPANT_TERM]
-        return cls(full, term.prior.args["sigma"], full.noncentered)
+        return cls(full, term.prior.args["sigma"], not full.parametrisation[PARTICIPANT_TERM].centred)
 
 
 def can_marginalise(prepared: PreparedData) -> bool:
@@ -188,7 +189,7 @@ def build_other_terms(spec, prepared: PreparedData) -> OtherTerms:
     stated = spec.priors[PARTICIPANT_TERM]
     check_prior_for_term(PARTICIPANT_TERM, stated, where=f"model {spec.name!r}")
     sd_prior = bmb.Prior(stated.dist, **stated.params)
-    return OtherTerms(reduced, sd_prior, reduced.noncentered)
+    return OtherTerms(reduced, sd_prior, not choose_parametrisation(spec, prepared)[PARTICIPANT_TERM].centred)
 
 
 def participant_sd_model(other: OtherTerms):
@@ -343,7 +344,7 @@ def marginal_model(prepared: PreparedData, full: bmb.Model | OtherTerms, stats: 
         link={"mu": "identity", "sigma": "log", PARTICIPANT_SD: "log"},
     )
     model = NestedModel(formula_without_participants(prepared.formula), prepared.data, family=family, priors=priors,
-                        center_predictors=False, noncentered=other.noncentered)
+                        center_predictors=False, noncentered=False)  # the priors say which terms are not
     model.build()
     return model
 
@@ -354,7 +355,7 @@ def marginal_model(prepared: PreparedData, full: bmb.Model | OtherTerms, stats: 
 
 
 def _normal_prior(prior) -> bool:
-    return isinstance(prior, bmb.Prior) and prior.name == "Normal" and not prior.dist
+    return isinstance(prior, bmb.Prior) and prior.name == "Normal" and prior.dist in (None, noncentred_normal)
 
 
 def _coefficient_priors(full: bmb.Model, stats: ParticipantStatistics):
@@ -525,7 +526,7 @@ def complete_posterior(raw: az.InferenceData, full: bmb.Model | OtherTerms, stat
     variables = {name: _full_variable(other.model, name, values, posterior, stats) for name, values in added.items()}
     if offsets:
         free = {rv.name for rv in other.model.backend.model.free_RVs}
-        if other.noncentered:
+        if other.participant_noncentred:
             free.add(f"{PARTICIPANT_TERM}_offset")
         for name in [n for n in variables if f"{n}_offset" in free]:
             variables[f"{name}_offset"] = variables[name] / posterior[f"{name}_sigma"]

@@ -36,6 +36,7 @@ from bayes_trial.data.contract import data_hash
 from bayes_trial.families import registry
 from bayes_trial.families.base import Family
 from bayes_trial.modelling import frames as model_mod
+from bayes_trial.modelling import parametrisation
 from bayes_trial.modelling.spec import ModelSpec, Prior, parse_prior, spec_from_json
 from bayes_trial.sampling.predictor import (PARTICIPANT, PARTICIPANT_DIM, PARTICIPANT_TERM, formula_terms,
                                             linear_predictor)
@@ -513,6 +514,9 @@ def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_h
     resolved = model_mod.resolve_priors(spec, prepared)
     for term, reason in resolved.reasons.items():
         say(f"prior {term}: {reason}", progress)
+    choices = parametrisation.choose(resolved.spec, prepared)
+    if choices:
+        say(f"group effects: {parametrisation.summary(choices)} ({parametrisation.origin(choices)})", progress)
     bmb_model = model_to_sample(resolved.spec, prepared, settings)
     say(f"Sampling {spec.name} ({prepared.formula}, {prepared.family}) with {settings['sampler']}: "
         f"{settings['chains']} chains x {settings['tune']} tune + {settings['draws']} draws, seed {settings['seed']}", progress)
@@ -528,6 +532,7 @@ def sample_prepared(spec: ModelSpec, prepared: model_mod.PreparedData, *, data_h
         # Every prior as used, `auto` ones as numbers: a stored fit reports and rebuilds what it sampled.
         "resolved_priors": json.dumps({term: str(prior) for term, prior in resolved.spec.priors.items()}),
         "prior_reasons": json.dumps(resolved.reasons),
+        "parametrisation": json.dumps({term: choice.parametrisation for term, choice in choices.items()}),
         "family_used": prepared.family,
         "response": prepared.response,
         "aggregated": int(prepared.aggregated),
