@@ -76,6 +76,7 @@ def measure(case: run.Case, variant: str, seeds: list[int]) -> dict:
         runs.append({**stats, **run.timing(compile_s, wall - compile_s, idata, stats), "lowest": lowest_ess(idata, names),
                      "steps_to_ess": steps_to_ess(idata, stats["min_ess"]),
                      "steps_per_draw": float(idata.sample_stats["n_steps"].mean()),
+                     "tuning_steps": float(idata.warmup_sample_stats["n_steps"].sum()),
                      "step_size": float(idata.sample_stats["step_size"].mean())})
     return {"case": case.name, "variant": variant, "choice": summary(model.parametrisation), "runs": runs}
 
@@ -118,13 +119,15 @@ def section(results: list[dict], minutes: float, loads: list[float]) -> str:
     by = {(r["case"], r["variant"]): r["runs"] for r in results}
     for variant in [v for v in VARIANTS if ("outflow", v) in by and ("outflow_10x", v) in by]:
         small, large = [median([x["to_ess_sampling_s"] for x in by[(case, variant)]]) for case in ("outflow", "outflow_10x")]
-        steps = [median([x["steps_to_ess"] for x in by[(case, variant)]]) for case in ("outflow", "outflow_10x")]
+        steps, per_draw, tuning = ([median([x[key] for x in by[(case, variant)]]) for case in ("outflow", "outflow_10x")]
+                                   for key in ("steps_to_ess", "steps_per_draw", "tuning_steps"))
         # Judged on leapfrog steps: a step is one gradient of the same 89 cells at x1 and x10, so steps are
         # the time on an idle machine, while seconds on this shared one also measure the other jobs.
         lines += ["", f"Goal, outflow with 10x participants <= {GOAL:g}x the time to ESS 400, {variant}: "
                   f"**{'reached' if steps[1] / steps[0] <= GOAL else 'not reached'}**: leapfrog steps to ESS 400 "
                   f"{steps[0] / 1000:.0f}k -> {steps[1] / 1000:.0f}k (x{steps[1] / steps[0]:.2f}); seconds "
-                  f"{small:.1f} -> {large:.1f} (x{large / small:.2f})."]
+                  f"{small:.1f} -> {large:.1f} (x{large / small:.2f}); steps per draw {per_draw[0]:.0f} -> {per_draw[1]:.0f}, "
+                  f"tuning steps {tuning[0] / 1000:.0f}k -> {tuning[1] / 1000:.0f}k."]
     lines.append(END)
     return "\n".join(lines)
 
