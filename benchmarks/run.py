@@ -32,6 +32,7 @@ import arviz as az
 import numpy as np
 
 import bayes_trial as bt
+from bayes_trial.batch.sbc import ranked_parameters
 from bayes_trial.sampling import fastpaths
 from bayes_trial.modelling import frames as model_mod
 from bayes_trial.sampling import build as bambi_build
@@ -71,8 +72,8 @@ def case_data(case: Case, seed: int = 2024):
 
 
 def interest(pymc_model) -> list[str]:
-    """Parameters of interest: population effects, group-level SDs, residual/auxiliary parameters."""
-    return [rv.name for rv in pymc_model.free_RVs if not rv.name.endswith("_offset")]
+    """Parameters of interest: population effects, group-level SDs, residual/auxiliary parameters (as SBC ranks)."""
+    return ranked_parameters(pymc_model)
 
 
 def diagnostics(idata, names: list[str]) -> dict:
@@ -126,17 +127,9 @@ def run_baseline(full, settings, names, cores: int) -> dict:
     return {**stats, **timing(wall - sampling, sampling, idata, stats), "cached": False}
 
 
-def rebuilt(full, prepared, noncentered: bool):
-    """The same Bambi model (same priors, defaults included) with the other group-effect parametrisation."""
-    import bambi as bmb
-
-    parent = full.family.likelihood.parent
-    priors = {name: term.prior for name, term in full.components[parent].terms.items()}
-    priors.update({name: component.prior for name, component in full.components.items() if name != parent})
-    model = bmb.Model(prepared.formula, prepared.data, family=prepared.family, priors=priors,
-                      center_predictors=False, noncentered=noncentered)
-    model.build()
-    return model
+def all_centred(spec, prepared):
+    """The same model (same priors) with every group term centred (`parametrisation = "centred"`)."""
+    return bambi_build.build(dataclasses.replace(spec, parametrisation="centred"), prepared)
 
 
 def say(message: str) -> None:
@@ -183,23 +176,23 @@ def bench_case(case: Case, plan: Plan, ablations: bool, cores: int) -> dict:
             out["baseline"].append(run_baseline(plain, {**baseline_settings, "seed": seed, "target_accept": 0.8}, names, cores))
     if ablations:
         seeds = plan.seeds[:plan.ablation_seeds if case.scale == 1 else plan.large_seeds]
-        out["ablations"] = bench_ablations(case, full, prepared, plain, plain_prepared, names, seeds,
+        out["ablations"] = bench_ablations(case, spec, full, prepared, plain, plain_prepared, names, seeds,
                                            {**plan.default, "target_accept": target})
     return out
 
 
-def bench_ablations(case, full, prepared, plain, plain_prepared, names, seeds, settings) -> dict:
+def bench_ablations(case, spec, full, prepared, plain, plain_prepared, names, seeds, settings) -> dict:
     """One fast path switched off (or an option switched on) at a time, against the default path."""
     variants = {"low-rank mass matrix": (full, prepared, {"low_rank": True})}
     if fastpaths.can_marginalise(prepared):
-        centred = rebuilt(full, prepared, noncentered=False)
+        centred = all_centred(spec, prepared)
         variants.update({
             "participant intercepts integrated out, coefficients sampled": (full, prepared, {"collapse": False}),
             "same, centred group effects": (centred, prepared, {"collapse": False}),
             "nothing integrated out (the Bambi model in nutpie)": (full, prepared, {"marginalise": False}),
         })
     else:
-        variants["centred group effects"] = (rebuilt(full, prepared, noncentered=False), prepared, {})
+        variants["all group effects centred"] = (all_centred(spec, prepared), prepared, {})
     if plain_prepared.aggregated != prepared.aggregated:
         variants["Bernoulli rows (no aggregation)"] = (plain, plain_prepared, {})
     results = {}

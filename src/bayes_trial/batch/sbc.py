@@ -54,8 +54,13 @@ OUTCOME_DATA = "bayes_trial_outcome"
 
 
 def ranked_parameters(pymc_model) -> list[str]:
-    """Population-level parameters: everything sampled except the per-level offsets of group effects."""
-    return [rv.name for rv in pymc_model.free_RVs if not rv.name.endswith("_offset")]
+    """Population-level parameters: everything sampled except the per-level group effects.
+
+    Those are `_offset` variables where a term is non-centred and the effects themselves (beside their
+    `_sigma`) where it is centred (`modelling.parametrisation`).
+    """
+    names = {rv.name for rv in pymc_model.free_RVs}
+    return [rv.name for rv in pymc_model.free_RVs if not rv.name.endswith("_offset") and f"{rv.name}_sigma" not in names]
 
 
 def draw_prior(pymc_model, sims: int, seed: int) -> list[tuple[dict[str, np.ndarray], np.ndarray]]:
