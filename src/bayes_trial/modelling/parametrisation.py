@@ -26,7 +26,6 @@ import pandas as pd
 from bayes_trial.core.errors import SpecError
 from bayes_trial.families import registry
 from bayes_trial.families.base import PreparedData
-from bayes_trial.modelling.autoprior import model_terms
 from bayes_trial.modelling.frames import resolve_priors, with_nested_columns
 from bayes_trial.modelling.spec import AUTO, CENTRED, NONCENTRED, ModelSpec, Prior
 
@@ -93,6 +92,13 @@ def _levels(values: pd.Series) -> list[str]:
     return sorted(str(v) for v in pd.unique(values))
 
 
+def group_term_names(formula: str) -> list[str]:
+    """Bambi's names of the group terms of `formula` (`(arm|town)` is `1|town` and `arm|town`)."""
+    import formulae
+
+    return [term.name for term in formulae.model_description(formula).terms if "|" in term.name]
+
+
 def choose(spec: ModelSpec, prepared: PreparedData) -> dict[str, Choice]:
     """The parametrisation of every group term of the prepared model, from `spec.parametrisation` and the data."""
     setting = spec.parametrisation
@@ -100,16 +106,15 @@ def choose(spec: ModelSpec, prepared: PreparedData) -> dict[str, Choice]:
     family = registry.get(spec.family)
     per_person = family.person_information(prepared)
     choices = {}
-    for term, kind, _ in model_terms(prepared.formula, spec.family):
-        if kind != "group_sd":
-            continue
+    for term in group_term_names(prepared.formula):
         stated = setting.get(term, AUTO) if isinstance(setting, dict) else setting
         if stated != AUTO:
             choices[term] = Choice(term, stated, "spec", "set in the spec")
             continue
         prior = priors.get(term)
         if prior is None or prior.dist == AUTO:
-            choices[term] = Choice(term, NONCENTRED, "auto", "no SD prior to compare with: non-centred")
+            # A family without an `auto` rule leaves the term to Bambi's default prior, which is built centred.
+            choices[term] = Choice(term, CENTRED, "auto", "Bambi's default prior (no `auto` rule): centred")
             continue
         information = level_information(term, prepared, per_person)
         ratio = float(information.min()) * prior_scale(prior) ** 2
