@@ -324,8 +324,8 @@ def section(results: dict[str, dict], settings: dict[str, dict], loads: tuple[st
     lines = [BEGIN, "## The whole loop: fit, 5 queries, refit with a new prior, 5 queries, report (issue 16)", "",
              f"Written by `python benchmarks/whole_loop.py` in {minutes:.1f} min; {platform.machine()}, "
              f"{os.cpu_count()} cores; Python {platform.python_version()}; {versions}. 1-minute load average "
-             f"{loads[0]} at the start and {loads[1]} at the end (a long job of another session ran beside at nice 19; "
-             "seconds are inflated, all three runs shared the same minutes).", "",
+             f"{loads[0]} at the start and {loads[1]} at the end (other sessions' jobs may have shared "
+             "the machine; the benchmark lock kept other benchmarks out; the three runs of each spec ran back to back).", "",
              f"**Protocol.** Design `{DESIGN}` (one town, three arms, 345 persons), data seed {DATA_SEED}; "
              f"sampler settings: {'; '.join(f'{spec} {settings_text(s)}' for spec, s in settings.items())}, "
              "each spec's own, the same on both sides. *ours*: each step a new "
