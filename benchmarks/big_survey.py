@@ -301,6 +301,16 @@ def cli_section(r: dict) -> str:
         *[f"- `{line}`" for line in r["stages"]], *query_lines(r.get("queries", [])), "", CLI_END])
 
 
+def timed(command: list[str], env: dict) -> tuple[float, str]:
+    """Wall time of one process run from the repository root (interpreter start included) and its standard output."""
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=HERE.parent)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, command))} failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
+    return wall, done.stdout
+
+
 def demo_fits_parser(description: str, repeats: int, what: str) -> argparse.ArgumentParser:
     """The options of a benchmark that times this code against a baseline on the demo's stored fits."""
     parser = argparse.ArgumentParser(description=description)

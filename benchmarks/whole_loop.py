@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from big_survey import add_no_write, publish
+from big_survey import add_no_write, publish, timed
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -95,16 +94,6 @@ def in_unit(value: float, unit: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- ours
-
-
-def timed(command: list[str], env: dict) -> tuple[float, str]:
-    """Wall time of one process (start included) and its standard output."""
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
-    return wall, done.stdout
 
 
 def cli(*args: str | Path) -> list[str]:
