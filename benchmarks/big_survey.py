@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -224,7 +225,7 @@ def section(results: list[dict], minutes: float, loads: list[str]) -> str:
     return "\n".join(lines)
 
 
-def measure_cli(persons: int, timeout: float) -> dict:
+def measure_cli(persons: int, timeout: float, keep: Path | None = None) -> dict:
     """`bayes-trial fit models/wellbeing.toml --data CSV` in a child process: wall time, polled tree RSS, file size."""
     import copy
 
@@ -250,11 +251,39 @@ def measure_cli(persons: int, timeout: float) -> dict:
             proc.kill()
         output = proc.communicate()[0]
         wall = time.perf_counter() - started
-        return {"persons": persons, "rows": int(survey["wellbeing"].notna().sum()), "wall_s": wall,
+        queries = [timed_query(fit) for _ in range(QUERY_REPEATS)] if fit.exists() else []
+        if keep is not None and fit.exists():
+            shutil.copy(fit, keep)
+        return {"queries": queries, "persons": persons, "rows": int(survey["wellbeing"].notna().sum()), "wall_s": wall,
                 "peak_rss_gb": peak / 2**30, "file_mb": fit.stat().st_size / 2**20 if fit.exists() else float("nan"),
                 "exit": proc.returncode, "load": load,
                 "stages": [line.strip() for line in output.splitlines()
                            if re.search(r"done in|summarised|drawn|diagnostics (PASS|FAIL)|stored:", line)]}
+
+
+QUERY_REPEATS = 3
+QUERY = "intensive - control > 0"
+QUERY_GOAL_SECONDS = 3.0
+
+
+def timed_query(fit: Path) -> dict:
+    """`bayes-trial query FIT QUERY` in a new process: wall time (interpreter start included) and its answer."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "bayes_trial.cli", "query", str(fit), QUERY],
+                          capture_output=True, text=True)
+    return {"wall_s": time.perf_counter() - started, "exit": done.returncode,
+            "answer": done.stdout.strip().splitlines()[-2:] if done.stdout.strip() else [done.stderr.strip()[-200:]]}
+
+
+def query_lines(queries: list[dict]) -> list[str]:
+    if not queries:
+        return ["- no fit file: the query was not timed."]
+    walls = sorted(q["wall_s"] for q in queries)
+    reached = all(q["exit"] == 0 for q in queries) and walls[len(walls) // 2] <= QUERY_GOAL_SECONDS
+    return [f"- `bayes-trial query fit.nc '{QUERY}'` on this fit, {len(walls)} new processes: "
+            f"{', '.join(f'{w:.2f}' for w in walls)} s (median {walls[len(walls) // 2]:.2f} s); goal (at most "
+            f"{QUERY_GOAL_SECONDS:g} s) **{'reached' if reached else 'not reached'}**. It printed:",
+            "", "```", *queries[-1]["answer"], "```"]
 
 
 def cli_section(r: dict) -> str:
@@ -269,7 +298,17 @@ def cli_section(r: dict) -> str:
         "every 0.1 s.", "",
         f"- wall time **{r['wall_s']:.0f} s**, peak RSS **{r['peak_rss_gb']:.2f} GiB**, fit file {r['file_mb']:,.0f} MB, "
         f"exit {r['exit']}: goal (under {GOAL_SECONDS:.0f} s and 4 GB) **{'reached' if reached else 'not reached'}**.",
-        *[f"- `{line}`" for line in r["stages"]], "", CLI_END])
+        *[f"- `{line}`" for line in r["stages"]], *query_lines(r.get("queries", [])), "", CLI_END])
+
+
+def timed(command: list[str], env: dict) -> tuple[float, str]:
+    """Wall time of one process run from the repository root (interpreter start included) and its standard output."""
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=HERE.parent)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, command))} failed ({done.returncode}): {done.stderr.strip()[-1500:]}")
+    return wall, done.stdout
 
 
 def demo_fits_parser(description: str, repeats: int, what: str) -> argparse.ArgumentParser:
@@ -310,13 +349,14 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds before a fit is stopped")
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing RESULTS.md")
     parser.add_argument("--cli", type=int, help="measure `bayes-trial fit` end to end on this many persons instead")
+    parser.add_argument("--keep", type=Path, help="with --cli: copy the fit file here")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), args.child[2])
         return
     if args.cli:
-        result = measure_cli(args.cli, args.timeout)
+        result = measure_cli(args.cli, args.timeout, args.keep)
         print(json.dumps(result), flush=True)
         text = cli_section(result)
         if args.no_write:

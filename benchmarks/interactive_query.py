@@ -21,10 +21,9 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
-from big_survey import demo_fits_parser, publish
+from big_survey import demo_fits_parser, publish, timed
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -49,14 +48,9 @@ def export_baseline(ref: str, folder: Path) -> Path:
     return folder / "baseline" / "src"
 
 
-def timed(command: list[str], src: Path) -> tuple[float, str]:
-    env = {**os.environ, "PYTHONPATH": str(src)}
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT)
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    return wall, done.stdout
+def with_sources(src: Path) -> dict:
+    """The environment of a process that imports bayes_trial from `src`."""
+    return {**os.environ, "PYTHONPATH": str(src)}
 
 
 def measure(fits: Path, sources: dict[str, Path], repeats: int) -> tuple[list[dict], dict[str, list[float]]]:
@@ -67,7 +61,7 @@ def measure(fits: Path, sources: dict[str, Path], repeats: int) -> tuple[list[di
         outputs = {}
         for _ in range(repeats):
             for code, src in sources.items():
-                wall, outputs[code] = timed(command, src)
+                wall, outputs[code] = timed(command, with_sources(src))
                 walls[code].append(wall)
         rows.append({"query": f"{name} {' '.join(repr(a) if ' ' in a else a for a in args)}", "walls": walls,
                      "same": len(set(outputs.values())) == 1})
@@ -76,7 +70,7 @@ def measure(fits: Path, sources: dict[str, Path], repeats: int) -> tuple[list[di
     imports = {code: [] for code in sources}
     for _ in range(repeats):
         for code, src in sources.items():
-            imports[code].append(float(timed([sys.executable, "-c", IMPORT], src)[1]))
+            imports[code].append(float(timed([sys.executable, "-c", IMPORT], with_sources(src))[1]))
     return rows, imports
 
 

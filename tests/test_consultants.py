@@ -10,6 +10,7 @@ import pytest
 
 import bayes_trial as bt
 from bayes_trial.batch import consultants
+from bayes_trial.modelling.frames import prepare, resolve_priors
 
 BASE = "data/validation/designs/consultants.toml"
 
@@ -100,8 +101,38 @@ def test_a_tiny_study_writes_its_files(tmp_path):
     assert (est.loc[est["parameter"] == consultants.CONSULTANT_SD, "truth"] == 0.5).all()
     assert (est["low"] <= est["mean"]).all() and (est["mean"] <= est["high"]).all()
     assert (result.coverage["sims"] == 2).all()
+    by_parameter = result.coverage.set_index("parameter")
+    assert est.loc[est["parameter"] != consultants.CONSULTANT_SD, "prior_sd"].tolist() == pytest.approx([0.5] * 4)
+    assert by_parameter.loc["arm[intensive]", "prior_pull"] < 0 and np.isnan(by_parameter.loc[consultants.CONSULTANT_SD, "prior_pull"])
     for name in ("estimates", "coverage", "coverage_png", "coverage_svg"):
         assert result.files[name].stat().st_size > 0
     assert len(list((tmp_path / "runs").glob("*.json"))) >= 2
     with pytest.raises(bt.SpecError, match="sims"):
         consultants.consultant_study(BASE, cells, sims=0, out=tmp_path)
+
+
+def test_prior_pull_explains_a_bias_made_by_the_prior_alone():
+    # Posterior means shrunk towards 0 by the normal approximation's share sd^2 / prior_sd^2 of a
+    # Normal(0, 0.5) prior: the whole bias is the prior's pull.
+    truth, sd, prior_sd = 0.6, 0.3, 0.5
+    shrunk = truth * (1 - sd**2 / prior_sd**2)
+    rows = [{"spec": "outflow", "per_arm": 2, "nesting": "nested", "true_sd": 0.5, "parameter": "arm[intensive]",
+             "truth": truth, "mean": shrunk + noise, "sd": sd, "prior_sd": prior_sd, "low": -1.0, "high": 2.0,
+             "covered": True, "divergences": 0} for noise in (-0.05, 0.05)]
+    row = consultants.coverage_table(pd.DataFrame(rows)).iloc[0]
+    assert row["bias"] == pytest.approx(-0.216)
+    assert row["prior_pull"] == pytest.approx(-0.216)
+    assert row["bias_beyond_prior"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_contrast_prior_sd_reads_the_resolved_priors():
+    sim = bt.simulate(consultants.consultant_design(BASE, 2, "nested", 0.5), seed=1)
+    outflow = bt.load_spec("outflow")
+    assert consultants.contrast_prior_sd(outflow, sim.register, "arm[intensive]") == pytest.approx(0.5)
+    wellbeing = bt.load_spec("wellbeing")
+    priors = resolve_priors(wellbeing, prepare(wellbeing, sim.survey)).spec.priors
+    expected = math.hypot(priors["arm"].params["sigma"], priors["arm:wave"].params["sigma"])
+    label = "arm[intensive] + arm:wave[intensive, 1]"
+    assert consultants.contrast_prior_sd(wellbeing, sim.survey, label) == pytest.approx(expected)
+    heavy_tailed = outflow.with_priors({"arm": bt.parse_prior("StudentT(3, 0, 1)")})
+    assert math.isnan(consultants.contrast_prior_sd(heavy_tailed, sim.register, "arm[intensive]"))

@@ -123,6 +123,19 @@ def test_fit_takes_the_fast_path_and_stores_the_full_model(wellbeing_fit):
     assert np.isfinite(wellbeing_fit.idata.log_likelihood["wellbeing"]).all()
 
 
+def test_log_likelihood_totals_without_the_pointwise_array_equal_its_sums(wellbeing_fit):
+    from bayes_trial.sampling.fit import Fit, log_likelihood_totals
+
+    stored = wellbeing_fit.idata.log_likelihood["wellbeing"].sum("__obs__", dtype=float).to_numpy()
+    idata = az.InferenceData(**{g: wellbeing_fit.idata[g] for g in wellbeing_fit.idata.groups() if g != "log_likelihood"})
+    unstored = Fit(wellbeing_fit.spec, wellbeing_fit.prepared, idata, wellbeing_fit.info)
+    unstored.other_terms = wellbeing_fit.other_terms
+    totals = log_likelihood_totals(unstored)["wellbeing"]
+    assert totals.dims == ("chain", "draw") and "log_likelihood" not in unstored.idata.groups()
+    # Stored values are float32 per row; the totals sum double-precision densities.
+    np.testing.assert_allclose(totals.to_numpy(), stored, rtol=1e-5)
+
+
 def test_binomial_cells_match_bernoulli_rows(small_sim, outflow_fit):
     spec = outflow_fit.spec
     rows = model_mod.prepare(dataclasses.replace(spec, aggregate=False), small_sim.register)

@@ -118,26 +118,27 @@ def run_python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
 
 
-def test_query_process_imports_no_sampler_or_arviz(outflow_fit_path):
-    code = (f"import sys\nfrom bayes_trial.cli.commands import main\n"
-            f"code = main(['query', {str(outflow_fit_path)!r}, 'intensive - control > 0', '--by', 'municipality', '--json'])\n"
+def command_in_a_new_process(args: list[str]) -> tuple[str, str]:
+    """The CLI's output for `args` in a new Python process, and which of HEAVY it imported."""
+    code = (f"import sys\nfrom bayes_trial.cli.commands import main\ncode = main({args!r})\n"
             f"print('HEAVY', sorted(m for m in {HEAVY!r} if sys.modules.get(m)))")
     done = run_python(code)
     assert done.returncode == 0, done.stderr
     answer, _, heavy = done.stdout.rpartition("HEAVY")
-    assert heavy.strip() == "[]"
+    return answer, heavy.strip()
+
+
+def test_query_process_imports_no_sampler_or_arviz(outflow_fit_path):
+    answer, heavy = command_in_a_new_process(["query", str(outflow_fit_path), "intensive - control > 0",
+                                              "--by", "municipality", "--json"])
+    assert heavy == "[]"
     results = json.loads(answer)["results"]
     assert results[-1]["municipality"] == query.NEW_MUNICIPALITY and 0 <= results[-1]["p_hypothesis"] <= 1
 
 
 def test_what_if_process_imports_no_sampler_or_arviz(outflow_fit_path):
-    code = (f"import sys\nfrom bayes_trial.cli.commands import main\n"
-            f"code = main(['what-if', {str(outflow_fit_path)!r}, '--prior', 'arm=Normal(0, 0.25)'])\n"
-            f"print('HEAVY', sorted(m for m in {HEAVY!r} if sys.modules.get(m)))")
-    done = run_python(code)
-    assert done.returncode == 0, done.stderr
-    answer, _, heavy = done.stdout.rpartition("HEAVY")
-    assert heavy.strip() == "[]"
+    answer, heavy = command_in_a_new_process(["what-if", str(outflow_fit_path), "--prior", "arm=Normal(0, 0.25)"])
+    assert heavy == "[]"
     assert "re-weighted the stored draws (PSIS)" in answer and "intensive - control > 0" in answer
 
 

@@ -32,12 +32,13 @@ from bayes_trial.batch.simulated import (
     write_csv,
 )
 from bayes_trial.core.errors import SpecError
-from bayes_trial.modelling.spec import spec_from_json
+from bayes_trial.modelling.frames import prepare, resolve_priors
+from bayes_trial.modelling.spec import ModelSpec, spec_from_json
 from bayes_trial.simulation.design import validate_design
 from bayes_trial.simulation.generate import simulate
 
 __all__ = ["Cell", "ConsultantResult", "consultant_study", "consultant_design", "study_grid", "arm_contrasts",
-           "coverage_table", "plot_coverage"]
+           "contrast_prior_sd", "coverage_table", "plot_coverage"]
 
 CONSULTANT_SD = "1|municipality:consultant_id_sigma"
 NESTINGS = ("nested", "shared")
@@ -103,6 +104,23 @@ def arm_contrasts(draws: dict[str, np.ndarray], truth: dict[str, float]) -> dict
         else:
             out[label] = (draws[label], truth[label])
     return out
+
+
+def contrast_prior_sd(spec: ModelSpec, frame: pd.DataFrame, label: str) -> float:
+    """The prior SD that `spec`, its `auto` priors resolved on `frame`, puts on a contrast label of `arm_contrasts`.
+
+    The label's terms (`arm`, `arm:wave`) have independent priors, so the contrast's prior variance is
+    the sum of theirs; NaN where a term's prior is not a Normal centred on 0 (its pull on the
+    estimate is then not the simple one `coverage_table` reports).
+    """
+    priors = resolve_priors(spec, prepare(spec, frame)).spec.priors
+    variance = 0.0
+    for term in (part.strip().split("[", 1)[0] for part in label.split(" + ")):
+        prior = priors.get(term)
+        if prior is None or prior.dist != "Normal" or prior.params.get("mu", 0.0) != 0.0:
+            return float("nan")
+        variance += prior.params["sigma"] ** 2
+    return float(np.sqrt(variance))
 
 
 def consultant_fit(spec_json: str, design: dict, seed: int, layout_seed: int, settings: dict) -> dict:
@@ -177,6 +195,8 @@ def consultant_study(base: dict | str | os.PathLike, cells: list[Cell], sims: in
                                "nesting": cell_of[key].nesting, "true_sd": cell_of[key].sd, **row,
                                **{k: res[k] for k in ("divergences", "max_rhat", "sampling_seconds")}}
                               for key, res in records.items() for row in res["parameters"]])
+    if not estimates.empty:
+        estimates["prior_sd"] = _prior_sds(estimates, specs, designs, seed)
     result = ConsultantResult(estimates, coverage_table(estimates),
                               {k: batch.records[k]["error"] for k in batch.failed if k in cell_of})
     if not estimates.empty:
@@ -185,21 +205,44 @@ def consultant_study(base: dict | str | os.PathLike, cells: list[Cell], sims: in
     return result
 
 
+def _prior_sds(estimates: pd.DataFrame, specs: dict, designs: dict, seed: int) -> list[float]:
+    """`contrast_prior_sd` per estimate row, its `auto` priors resolved on the cell's layout (the same in every trial)."""
+    sds = {}
+    for cell, design in designs.items():
+        frame = model_frame(specs[cell.spec], simulate(design, seed=seed, layout_seed=seed))
+        labels = estimates.loc[(estimates["spec"] == cell.spec) & (estimates["per_arm"] == cell.per_arm)
+                               & (estimates["nesting"] == cell.nesting) & (estimates["true_sd"] == cell.sd), "parameter"]
+        for label in set(labels) - {CONSULTANT_SD}:
+            sds[(cell.key, label)] = contrast_prior_sd(specs[cell.spec], frame, label)
+    return [sds.get((Cell(r.spec, r.per_arm, r.nesting, r.true_sd).key, r.parameter), np.nan)
+            for r in estimates.itertuples()]
+
+
 CELL_COLUMNS = ["spec", "per_arm", "nesting", "true_sd", "parameter"]
 
 
 def coverage_table(estimates: pd.DataFrame) -> pd.DataFrame:
     """Per cell and parameter: 90% coverage with its binomial SE (`simulated.interval_coverage`), posterior
-    mean, bias, share of fits that diverged."""
+    mean, bias, share of fits that diverged.
+
+    Where `estimates` has a `prior_sd` (the contrast's zero-centred Normal prior), also `prior_pull`:
+    the bias that prior alone explains, −truth × mean(posterior SD²) / prior SD² (to a normal
+    approximation, the posterior mean is the data's estimate shrunk towards 0 by that share), and
+    `bias_beyond_prior` = bias − prior_pull.
+    """
     if estimates.empty:
         return pd.DataFrame()
     rows = []
     for keys, g in estimates.groupby(CELL_COLUMNS, sort=False):
         stats = interval_coverage(g, LEVEL)
-        rows.append({**dict(zip(CELL_COLUMNS, keys)), "sims": stats["sims"], "truth": float(g["truth"].mean()),
-                     "coverage": stats["coverage"], "coverage_se": stats["coverage_se"], "mean": float(g["mean"].mean()),
-                     **{k: stats[k] for k in ("bias", "bias_se", "mean_width")},
-                     "diverged": float((g["divergences"] > 0).mean())})
+        row = {**dict(zip(CELL_COLUMNS, keys)), "sims": stats["sims"], "truth": float(g["truth"].mean()),
+               "coverage": stats["coverage"], "coverage_se": stats["coverage_se"], "mean": float(g["mean"].mean()),
+               **{k: stats[k] for k in ("bias", "bias_se", "mean_width")},
+               "diverged": float((g["divergences"] > 0).mean())}
+        if "prior_sd" in g:
+            row["prior_pull"] = float(np.mean(-g["truth"] * g["sd"] ** 2 / g["prior_sd"] ** 2))
+            row["bias_beyond_prior"] = row["bias"] - row["prior_pull"]
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -30,7 +30,7 @@ import xarray as xr
 from bayes_trial.checks.convergence import bfmi, chi2_isf, summary_diagnostics
 from bayes_trial.checks.convergence import rank_r_hat as _rank_r_hat
 from bayes_trial.core.errors import FitFileError, SpecError
-from bayes_trial.sampling.fit import Draws, Fit, keep_record, load, with_log_likelihood
+from bayes_trial.sampling.fit import Draws, Fit, keep_record, load, log_likelihood_totals
 
 if TYPE_CHECKING:
     import arviz as az
@@ -522,7 +522,8 @@ def sensitivity(fit: Fit, var_names: list[str] | None = None) -> pd.DataFrame:
     import arviz as az
 
     names = var_names or prior_parameters(fit)
-    idata = az.InferenceData(posterior=fit.posterior[names], log_likelihood=with_log_likelihood(fit).log_likelihood,
+    # psens uses only each draw's total log-likelihood: the rows x draws array is never needed here.
+    idata = az.InferenceData(posterior=fit.posterior[names], log_likelihood=log_likelihood_totals(fit),
                              log_prior=log_prior(fit, names))
     prior = az.psens(idata, component="prior", var_names=names)
     likelihood = az.psens(idata, component="likelihood", var_names=names)
@@ -544,11 +545,7 @@ def record_sensitivity(fit: Fit) -> pd.DataFrame:
     The draws of a stored fit never change, so `diagnose(..., with_sensitivity=True)` reads this
     record instead of rebuilding the PyMC models for the log prior. Returns the table.
     """
-    stored_log_likelihood = "log_likelihood" in fit.idata.groups()
     table = sensitivity(fit)
-    if not stored_log_likelihood and "log_likelihood" in fit.idata.groups():
-        # Recomputed for this table only: a fit too large to store it (`fastpaths.stores_log_likelihood`) stays so.
-        del fit.idata.log_likelihood
     keep_record(fit, SENSITIVITY_RECORD, json.dumps(_records(table)))
     return table
 

@@ -557,26 +557,29 @@ def log_likelihood_group(posterior: xr.Dataset, stats: ParticipantStatistics, pr
 
 
 def log_likelihood(posterior: xr.Dataset, stats: ParticipantStatistics, observed: np.ndarray,
-                   chunk: int = 25) -> np.ndarray:
+                   chunk: int = 25, summed: bool = False) -> np.ndarray:
     """Each row's Normal log density at each draw of a completed posterior: (chain, draw, rows), float32.
 
     What `pymc.compute_log_likelihood` gives for the full model, computed from the sparse design and the
     participant index, `chunk` draws at a time, so that the only large array is the result itself.
     Stored in single precision: it is the largest array of a fit (rows x draws: 1.9 GB in double
     precision for 240,000 rows and 1,000 draws), and LOO and power-scaling need nowhere near 16 digits
-    of a log density (float32 is exact to about 1e-7 relative).
+    of a log density (float32 is exact to about 1e-7 relative). `summed`: each draw's total over the
+    rows instead, (chain, draw) in double precision, without the rows x draws array (power-scaling
+    the likelihood needs no more).
     """
     theta = _stacked_coefficients(posterior, stats)[..., stats.informed]
     intercepts = posterior[PARTICIPANT_TERM].transpose("chain", "draw", PARTICIPANT_DIM).to_numpy()
     sigma = posterior["sigma"].to_numpy()
     residual = observed - stats.offset
-    out = np.empty((*sigma.shape, len(observed)), dtype=np.float32)
+    out = np.empty(sigma.shape if summed else (*sigma.shape, len(observed)), dtype=float if summed else np.float32)
     for chain in range(sigma.shape[0]):
         for start in range(0, sigma.shape[1], chunk):
             part = slice(start, start + chunk)
             z = residual - np.asarray(stats.design @ theta[chain, part].T).T - intercepts[chain, part][:, stats.codes]
             z /= sigma[chain, part, None]
-            out[chain, part] = -0.5 * np.log(2 * np.pi) - np.log(sigma[chain, part, None]) - 0.5 * z**2
+            density = -0.5 * np.log(2 * np.pi) - np.log(sigma[chain, part, None]) - 0.5 * z**2
+            out[chain, part] = density.sum(axis=-1) if summed else density
     return out
 
 
