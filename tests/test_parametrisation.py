@@ -37,6 +37,8 @@ def parametrisations(spec, prepared) -> dict[str, str]:
 
 def test_auto_centres_terms_whose_every_level_has_large_cells_and_not_small_ones(nl7_cells, small_sim):
     spec, x1, x30 = nl7_cells
+    assert set(parametrisations(spec, x1).values()) == {"noncentred"}  # the default, whatever the data
+    spec = dataclasses.replace(spec, parametrisation="auto")
     small = frames.prepare(spec, small_sim.register)  # 2 towns x 3 arms x 40 persons
     assert parametrisations(spec, x1) == {"1|municipality": "centred", "arm|municipality": "noncentred",
                                           "1|municipality:consultant_id": "noncentred"}
@@ -63,10 +65,13 @@ def test_the_spec_setting_overrides_the_rule_for_all_terms_or_one(nl7_cells):
     assert set(parametrisations(dataclasses.replace(spec, parametrisation="centred"), x1).values()) == {"centred"}
     one = dataclasses.replace(spec, parametrisation={"1|municipality": "noncentred"})
     assert parametrisations(one, x1)["1|municipality"] == "noncentred"
-    assert parametrisations(one, x1)["arm|municipality"] == "noncentred"  # the others stay `auto`
+    assert parametrisations(one, x1)["arm|municipality"] == "noncentred"  # the others: the default
+    mixed = dataclasses.replace(spec, parametrisation={"1|municipality": "auto"})
+    assert parametrisations(mixed, x1)["1|municipality"] == "centred"
+    assert parametrisations(mixed, x1)["1|municipality:consultant_id"] == "noncentred"
     model = bambi_build.build(dataclasses.replace(spec, parametrisation={"arm|municipality": "centred"}), x1)
     free = {rv.name for rv in model.backend.model.free_RVs}
-    assert {"1|municipality", "arm|municipality", "1|municipality:consultant_id_offset"} <= free
+    assert {"arm|municipality", "1|municipality_offset", "1|municipality:consultant_id_offset"} <= free
     assert "1|municipality:consultant_id" in {v.name for v in model.backend.model.deterministics}
 
 
@@ -88,7 +93,7 @@ def test_a_parametrisation_for_a_term_not_in_the_model_is_refused(nl7_cells):
         choose(dataclasses.replace(spec, parametrisation={"1|town": "centred"}), x1)
 
 
-def test_the_setting_round_trips_and_auto_is_left_out_of_stored_specs(tmp_path):
+def test_the_setting_round_trips_and_the_default_is_left_out_of_stored_specs(tmp_path):
     spec = load_spec("outflow")
     assert "parametrisation" not in spec.to_dict()
     spec_path = tmp_path / "outflow.toml"
@@ -100,7 +105,7 @@ def test_the_setting_round_trips_and_auto_is_left_out_of_stored_specs(tmp_path):
 
 def test_centred_and_noncentred_fits_of_the_same_data_agree_and_the_fit_stores_its_choice(outflow_fit, small_sim):
     stored = json.loads(outflow_fit.info["parametrisation"])
-    assert set(stored) == set(TERMS) and set(stored.values()) == {"noncentred"}  # small data: the rule's choice
+    assert set(stored) == set(TERMS) and set(stored.values()) == {"noncentred"}  # the default
     centred = bt.sample(dataclasses.replace(load_spec("outflow"), parametrisation="centred"), small_sim.register,
                         progress=False, **FAST)
     assert set(json.loads(centred.info["parametrisation"]).values()) == {"centred"}
@@ -115,5 +120,5 @@ def test_priors_with_data_says_each_group_terms_parametrisation_and_why(small_si
 
     assert cli.main(["priors", "outflow", "--data", str(small_sim_dir)]) == 0
     out = capsys.readouterr().out
-    assert "group effects 1|municipality: noncentred (auto: least informed of 2 coefficients: information" in out
+    assert "group effects 1|municipality: noncentred (default: set parametrisation = \"auto\" to choose" in out
     assert sum(line.startswith("group effects ") for line in out.splitlines()) == len(TERMS)

@@ -7,13 +7,14 @@ next to what the prior says (Betancourt & Girolami, "Hamiltonian Monte Carlo for
 tau does, the non-centred form has a funnel between z_j and tau, and the centred form none; when the
 data say little, it is the other way round.
 
-`auto` measures this per term: the expected Fisher information about one level's coefficient (persons
-in the level x the information one person gives about the linear predictor, `Family.person_information`)
-times the squared scale of the term's SD prior, i.e. the prior variance of u_j over its sampling
-variance. A term is centred when that ratio is at least `CENTRED_AT` for its *least* informed
-coefficient: one level with no data (a town without an arm, for an `(arm|town)` slope) keeps a funnel
-in the centred form, so such a term stays non-centred. `centred` or `noncentred` set every term;
-a table sets terms by name (the others stay `auto`).
+The default is non-centred for every term (as Bambi's). `auto` measures this per term: the expected
+Fisher information about one level's coefficient (persons in the level x the information one person
+gives about the linear predictor, `Family.person_information`) times the squared scale of the term's
+SD prior, i.e. the prior variance of u_j over its sampling variance. A term is centred when that
+ratio is at least `CENTRED_AT` for its *least* informed coefficient: one level with no data (a town
+without an arm, for an `(arm|town)` slope) keeps a funnel in the centred form, so such a term stays
+non-centred. `centred` or `noncentred` set every term; a table sets terms by name (the others non-
+centred).
 """
 
 from __future__ import annotations
@@ -107,9 +108,11 @@ def choose(spec: ModelSpec, prepared: PreparedData) -> dict[str, Choice]:
     per_person = family.person_information(prepared)
     choices = {}
     for term in group_term_names(prepared.formula):
-        stated = setting.get(term, AUTO) if isinstance(setting, dict) else setting
+        given = term in setting if isinstance(setting, dict) else setting != NONCENTRED
+        stated = (setting.get(term, NONCENTRED) if isinstance(setting, dict) else setting)
         if stated != AUTO:
-            choices[term] = Choice(term, stated, "spec", "set in the spec")
+            choices[term] = (Choice(term, stated, "spec", "set in the spec") if given else
+                             Choice(term, stated, "default", 'set parametrisation = "auto" to choose from the data'))
             continue
         prior = priors.get(term)
         if prior is None or prior.dist == AUTO:
@@ -140,9 +143,11 @@ def summary(choices: dict[str, Choice]) -> str:
 
 
 def origin(choices: dict[str, Choice]) -> str:
-    """Who chose: the data (`auto`), the spec, or both, and how to override."""
+    """Who chose: the default, the spec, the data (`auto`), or several, and how to change it."""
     by = {choice.set_by for choice in choices.values()}
-    if by == {"spec"}:
-        return "as the spec's `parametrisation` sets"
-    return ("chosen from the data per term" + (", others as the spec sets" if "spec" in by else "")
+    if by == {"default"}:
+        return 'the default; the spec\'s `parametrisation` ("auto", "centred", or per term) changes it'
+    if by <= {"spec", "default"}:
+        return "as the spec's `parametrisation` sets" + (", others the default" if "default" in by else "")
+    return ("chosen from the data per term" + (", others as the spec sets or by default" if len(by) > 1 else "")
             + "; the spec's `parametrisation` overrides")
