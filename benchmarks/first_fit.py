@@ -157,8 +157,8 @@ def main() -> None:
     add_no_write(parser)
     parser.add_argument("--rows", help="JSON lines of an earlier measurement, instead of measuring")
     args = parser.parse_args()
-    times = survey_times(RESULTS.read_text(encoding="utf-8"))
     rows = [json.loads(line) for line in Path(args.rows).read_text().splitlines() if line.strip()] if args.rows else measure()
+    times = survey_times(RESULTS.read_text(encoding="utf-8"))  # after measuring: the rows are printed as they come
     publish(section(rows, times), args.no_write, BEGIN, END)
     print(f"median load {statistics.median(r['load'] for r in rows):.1f}", file=sys.stderr)
 
