@@ -250,7 +250,14 @@ def bench_ablations(case, full, prepared, plain, plain_prepared, names, seeds, s
         results[label] = []
         for seed in seeds:
             say(f"[{case.name}] seed {seed}: {label}")
-            results[label].append(run_default(model, data, {**settings, "seed": seed}, names, **options))
+            try:
+                results[label].append(run_default(model, data, {**settings, "seed": seed}, names, **options))
+            except RuntimeError as error:  # reported, so that one failing variant does not lose the case's results
+                say(f"[{case.name}] seed {seed}: {label} failed: {error}")
+                failed = str(error).splitlines()[0]
+                results.pop(label)
+                results[f"{label} (failed: {failed})"] = []
+                break
     return results
 
 
@@ -364,8 +371,11 @@ def report(results: list[dict], cache: list[dict], plan: Plan, elapsed: float, l
                   "| case | variant | compile (s) | sampling (s) | to ESS 400, no compile (s) | min bulk ESS | divergences | "
                   "max R-hat | default's speed-up |", "|---|---|---|---|---|---|---|---|---|"]
         for res in ablated:
-            seeds = len(next(iter(res["ablations"].values())))
+            seeds = max(len(runs) for runs in res["ablations"].values()) or 1
             for label, runs in [("default", res["default"][:seeds]), *res["ablations"].items()]:
+                if not runs:
+                    lines.append(f"| {res['case'].name} | {label} | - | - | - | - | - | - | - |")
+                    continue
                 f = summary(runs)
                 speed = [v["to_ess_sampling_s"] / dflt["to_ess_sampling_s"] for v, dflt in zip(runs, res["default"])]
                 lines.append(f"| {res['case'].name} | {label} | {f['compile']} | {f['sampling']} | {f['to_ess']} | "
@@ -439,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1x cases, one seed, short chains, no ablations")
     parser.add_argument("--cases", help=f"comma-separated subset of {', '.join(CASES)}")
     parser.add_argument("--seeds", type=int, help="number of sampler seeds (default 3, quick 1)")
+    parser.add_argument("--no-ablations", action="store_true", help="skip the one-fast-path-at-a-time variants")
     parser.add_argument("--thorough", action="store_true", help="all seeds at full length for the 10x baselines and the ablations (about 3x longer)")
     parser.add_argument("--out", help="report file (default benchmarks/RESULTS.md, quick RESULTS-quick.md)")
     args = parser.parse_args(argv)
@@ -460,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in names:
         loads.append(os.getloadavg()[0])
-        results.append(bench_case(CASES[name], plan, ablations=not args.quick and name != "survey_10x", cores=cores))
+        results.append(bench_case(CASES[name], plan, ablations=not (args.quick or args.no_ablations) and name != "survey_10x",
+                                  cores=cores))
         results[-1]["default_draws"] = plan.default["chains"] * plan.default["draws"]
         # Written after every case, so that an interrupted suite keeps what it measured.
         write_section(*section(report(results, [], plan, time.perf_counter() - started, loads, args.quick, blas, command,
