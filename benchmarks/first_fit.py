@@ -84,21 +84,28 @@ def same_draws(a: Path, b: Path) -> bool:
         return sorted(first.files) == sorted(second.files) and all(np.array_equal(first[k], second[k]) for k in first.files)
 
 
-def measure() -> list[dict]:
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        for i, (label, filler) in enumerate(SCENARIOS.items()):
-            cache = tmp / f"cache{i}"
-            row = {"scenario": label, "load": os.getloadavg()[0]}
-            if filler:
-                print(f"[first_fit] {label}: filling the cache", file=sys.stderr, flush=True)
-                row["filler"] = fit_in_new_process(*filler, cache, tmp / f"filler{i}.npz")
-            print(f"[first_fit] {label}: the user's fit", file=sys.stderr, flush=True)
-            row["user"] = fit_in_new_process(*USER, cache, tmp / f"user{i}.npz")
-            row["identical"] = same_draws(tmp / "user0.npz", tmp / f"user{i}.npz")
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+def fill(root: Path) -> dict[int, dict]:
+    """Each scenario's cache filled by its filler fit (kept in `root`: a later call reuses it); the fillers' results."""
+    fillers = {}
+    for i, (label, filler) in enumerate(SCENARIOS.items()):
+        done = root / f"filler{i}.json"
+        if filler and not done.exists():
+            print(f"[first_fit] {label}: filling the cache", file=sys.stderr, flush=True)
+            done.write_text(json.dumps(fit_in_new_process(*filler, root / f"cache{i}", root / f"filler{i}.npz")))
+        if filler:
+            fillers[i] = json.loads(done.read_text())
+    return fillers
+
+
+def measure(root: Path) -> list[dict]:
+    fillers, rows = fill(root), []
+    for i, label in enumerate(SCENARIOS):
+        row = {"scenario": label, "load": os.getloadavg()[0], **({"filler": fillers[i]} if i in fillers else {})}
+        print(f"[first_fit] {label}: the user's fit", file=sys.stderr, flush=True)
+        row["user"] = fit_in_new_process(*USER, root / f"cache{i}", root / f"user{i}.npz")
+        row["identical"] = same_draws(root / "user0.npz", root / f"user{i}.npz")
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     return rows
 
 
@@ -156,8 +163,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_no_write(parser)
     parser.add_argument("--rows", help="JSON lines of an earlier measurement, instead of measuring")
+    parser.add_argument("--work", help="folder for the caches (default: a temporary one); filled caches there are reused")
+    parser.add_argument("--fill-only", action="store_true", help="only fill the scenarios' caches in --work")
     args = parser.parse_args()
-    rows = [json.loads(line) for line in Path(args.rows).read_text().splitlines() if line.strip()] if args.rows else measure()
+    if args.fill_only:
+        fill(Path(args.work))
+        return
+    if args.rows:
+        rows = [json.loads(line) for line in Path(args.rows).read_text().splitlines() if line.strip()]
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = measure(Path(args.work or tmp))
     times = survey_times(RESULTS.read_text(encoding="utf-8"))  # after measuring: the rows are printed as they come
     publish(section(rows, times), args.no_write, BEGIN, END)
     print(f"median load {statistics.median(r['load'] for r in rows):.1f}", file=sys.stderr)
