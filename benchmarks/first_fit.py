@@ -144,14 +144,13 @@ def section(rows: list[dict], times: dict) -> str:
              f"compile = {baseline_s:.1f} s: plain Bambi + PyMC, 1 BLAS thread per process, median over seeds of the "
              f"`survey` section above, its compile with PyTensor's cache warm) / (compile + the default path's "
              f"{ours['to_ess']:.1f} s to ESS 400 without compile, median of the same section).", "",
-             "| scenario | filler's compile (s) | user's fit: compile (s) | how | user's process wall (s) | identical draws "
-             "| ratio to ESS 400 incl. this compile |", "|---|---|---|---|---|---|---|"]
+             "| scenario | user's fit: compile (s) | how | user's process wall (s) | identical draws "
+             "| ratio to ESS 400 incl. this compile |", "|---|---|---|---|---|---|"]
     for r in rows:
         user = r["user"]
-        filler = f"{r['filler']['compile_s']:.1f}" if "filler" in r else "-"
         how = "loaded from the disk cache" if user["from_disk"] else "compiled"
         ratio = baseline_s / (user["compile_s"] + ours["to_ess"])
-        lines.append(f"| {r['scenario']} | {filler} | {user['compile_s']:.1f} | {how} | {user['wall_s']:.1f} | "
+        lines.append(f"| {r['scenario']} | {user['compile_s']:.1f} | {how} | {user['wall_s']:.1f} | "
                      f"{'yes' if r['identical'] else 'no'} | **{ratio:.1f}x** |")
     best = max(baseline_s / (r["user"]["compile_s"] + ours["to_ess"]) for r in rows)
     lines += ["", f"Goal (>= 10x with the first fit included): **{'reached' if best >= 10 else 'not reached'}** in the best "
