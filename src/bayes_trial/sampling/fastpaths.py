@@ -402,16 +402,26 @@ _COLLAPSED_DATA = ("within_matrix", "within_vector", "within_constant", "sizes",
                    "between_vector", "between_constant")
 
 
-def _as_graph_data(stats: ParticipantStatistics) -> ParticipantStatistics:
-    """`stats` with the arrays of `_COLLAPSED_DATA` as shared variables without a fixed shape.
+def _as_graph_data(stats: ParticipantStatistics):
+    """`stats` with the arrays of `_COLLAPSED_DATA` as shared variables without a fixed shape, and q (symbolic).
 
     The collapsed model's graph then holds no size of the data: the same compiled model serves
-    every layout (towns, consultants, waves, persons) of the same formula terms.
+    every layout (towns, consultants, waves, persons) of the same formula terms. Their shapes are
+    stated in terms of two symbolic sizes, q informed coefficients and k distinct numbers of waves
+    (`DATA_PREFIX_layout`), so that PyTensor can prove the shapes of element-wise operands equal and
+    leaves no run-time broadcast checks, whose rewriting differed between processes (and with it
+    the disk cache's key).
     """
     import pytensor
+    import pytensor.tensor as pt
 
-    return dataclasses.replace(stats, **{name: pytensor.shared(np.asarray(getattr(stats, name), dtype=float),
-                                                               name=f"{DATA_PREFIX}_{name}") for name in _COLLAPSED_DATA})
+    layout = pytensor.shared(np.array([len(stats.informed), len(stats.sizes)], dtype="int64"), name=f"{DATA_PREFIX}_layout")
+    q, k = layout[0], layout[1]
+    shapes = {"within_matrix": (q, q), "within_vector": (q,), "within_constant": (1,), "sizes": (k,), "persons": (k,),
+              "between_matrix": (k, q, q), "between_vector": (k, q), "between_constant": (k,)}
+    data = {name: pt.specify_shape(pytensor.shared(np.asarray(getattr(stats, name), dtype=float), name=f"{DATA_PREFIX}_{name}"),
+                                   shapes[name]) for name in _COLLAPSED_DATA}
+    return dataclasses.replace(stats, **data), q
 
 
 def _prior_sd_index(priors, stats: ParticipantStatistics, sd_shapes: dict[str, tuple[int, ...]]) -> np.ndarray:
@@ -459,12 +469,14 @@ def collapsed_model(full: bmb.Model | OtherTerms, stats: ParticipantStatistics):
     fixed_sd = pytensor.shared(np.concatenate([np.zeros(0), *[sd for _, sd, _ in priors if sd is not None]]),
                                name=f"{PRIOR_PREFIX}_coefficient_sd")
     sd_index = pytensor.shared(_prior_sd_index(priors, stats, group_sds), name=f"{DATA_PREFIX}_prior_sd_index")
+    data, q = _as_graph_data(stats)
     with pm.Model(coords=coords) as model:
         sds = {name: get_distribution_from_prior(prior)(name, **prior.args, dims=full_dims.get(name) or None)
                for name, prior in sd_priors.items()}
         every_sd = pt.concatenate([fixed_sd, *[pt.flatten(sds[name]) for name in group_sds]])
-        pm.Potential("marginal_likelihood", _collapsed_logp(_as_graph_data(stats), sds["sigma"], sds[PARTICIPANT_SIGMA],
-                                                            every_sd[sd_index], prior_mean))
+        pm.Potential("marginal_likelihood", _collapsed_logp(data, sds["sigma"], sds[PARTICIPANT_SIGMA],
+                                                            every_sd[pt.specify_shape(sd_index, (q,))],
+                                                            pt.specify_shape(prior_mean, (q,))))
     return model
 
 
