@@ -20,7 +20,9 @@ Gaussian repeated measures with participant intercepts, `(1|participant_id)`:
 Compiled models are cached within a process, keyed on a hash of the compiled log-density graph, and on
 disk across processes (`disk_compile`). Prior parameters and data arrays are read from shared variables
 (`PRIOR_PREFIX...`, `DATA_PREFIX...`), so a refit with new priors, a new seed, new draws or a new outcome of
-the same layout reuses the compiled model and only swaps the values in.
+the same layout reuses the compiled model and only swaps the values in. The collapsed model's graph holds
+no size of the data at all, so a trial of another layout (other towns, consultants, waves, persons) with the
+same formula terms and the same number of arms reuses it too, in the process and from the disk cache.
 
 Binary outcomes aggregated to binomial cells (`model.prepare`) are the other fast path; nutpie's
 low-rank mass-matrix adaptation is available as an option (`low_rank`), off by default because it did
