@@ -335,11 +335,12 @@ def publish(text: str, no_write: bool, begin: str, end: str) -> None:
         print(f"wrote {RESULTS}")
 
 
-def write(text: str, begin: str = BEGIN, end: str = END) -> None:
-    current = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmarks\n"
+def write(text: str, begin: str = BEGIN, end: str = END, path: Path = RESULTS) -> None:
+    """Replace the section between `begin` and `end` in `path` by `text` (which holds both markers), or append it."""
+    current = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     updated = pattern.sub(lambda _: text, current) if pattern.search(current) else current.rstrip("\n") + "\n\n" + text + "\n"
-    RESULTS.write_text(updated, encoding="utf-8")
+    path.write_text(updated, encoding="utf-8")
 
 
 def main() -> None:

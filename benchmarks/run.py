@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/run.py            # full suite, writes benchmarks/RESULTS.md
     .venv/bin/python benchmarks/run.py --quick    # smoke run, writes benchmarks/RESULTS-quick.md
+    .venv/bin/python benchmarks/run.py --cases survey   # a subset: its own section of RESULTS.md
+
+The full suite writes its report between `<!-- run: begin -->` and `<!-- run: end -->` in RESULTS.md; a subset
+of cases writes between `<!-- run SUBSET: begin/end -->` markers; the rest of the file is left as it is.
 
 Per case and seed, both paths fit the same simulated data with the same priors, in the same process:
 
@@ -10,6 +14,13 @@ Per case and seed, both paths fit the same simulated data with the same priors, 
 * baseline: the Bambi model of the same formula on the raw rows (Bernoulli rows for outflow), sampled
   by `pm.sample` with PyMC's defaults (target_accept 0.8, jitter+adapt_diag), 4 chains on the cores there are.
 
+The suite compiles into a new, empty cache directory (`BAYES_TRIAL_CACHE_DIR`, PyTensor's compile directory with
+it), so each case's first compile is what a first-ever fit pays, for both paths. Every process of the suite, PyMC's
+chain workers included, runs its BLAS with one thread: the variables below are
+set before numpy is imported and workers inherit them. PyMC's own `blas_cores` limit is not applied to workers
+started by fork (PyMC issue 7354), and with two chains x default BLAS threads on two cores a PyMC fit of the
+collapsed wellbeing model took 418 s against 15.7 s (../shared/notes/compile_cache/README.md).
+
 "Time to ESS 400" is compile + tuning time + draw time x 400 / (minimum bulk ESS over the parameters of
 interest), the tuning/draw split taken from the leapfrog steps of each phase. Ratios are medians over
 seeds of baseline / default, each measured within the same run on the same machine.
@@ -17,10 +28,22 @@ seeds of baseline / default, each measured within the same run on the same machi
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
+
+BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+os.environ.update({name: "1" for name in BLAS_THREAD_VARIABLES})
+# A new, empty compiled-model cache (ours and PyTensor's C cache for PyMC): a case's first compile is a first-ever one.
+COMPILE_CACHE = tempfile.mkdtemp(prefix="bayes-trial-bench-cache-")
+os.environ["BAYES_TRIAL_CACHE_DIR"] = COMPILE_CACHE
+atexit.register(shutil.rmtree, COMPILE_CACHE, ignore_errors=True)
+
 import argparse
 import copy
 import dataclasses
-import os
+import multiprocessing
 import platform
 import statistics
 import sys
@@ -36,6 +59,7 @@ from bayes_trial.batch.sbc import ranked_parameters
 from bayes_trial.sampling import fastpaths
 from bayes_trial.modelling import frames as model_mod
 from bayes_trial.sampling import build as bambi_build
+from big_survey import write as write_section
 
 HERE = Path(__file__).resolve().parent
 TARGET_ESS = 400
@@ -132,6 +156,25 @@ def all_centred(spec, prepared):
     return bambi_build.build(dataclasses.replace(spec, parametrisation="centred"), prepared)
 
 
+def blas_threads() -> list[int]:
+    """Thread counts of the BLAS libraries loaded in this process (threadpoolctl), distinct and sorted."""
+    from threadpoolctl import threadpool_info
+
+    return sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+
+
+def checked_blas_threads() -> str:
+    """BLAS threads here and in a child started as PyMC starts its chain workers; raises unless all are 1."""
+    with multiprocessing.get_context().Pool(1) as pool:  # PyMC's workers use the default context too
+        worker = pool.apply(blas_threads)
+    here = blas_threads()
+    if here != [1] or worker != [1]:
+        raise RuntimeError(f"BLAS threads not limited to 1: {here} here, {worker} in a worker process")
+    return (f"BLAS limited to 1 thread per process ({', '.join(BLAS_THREAD_VARIABLES)}=1 set before numpy is imported; "
+            f"checked with threadpoolctl here and in a {multiprocessing.get_start_method()}ed worker process, as PyMC "
+            "starts one per chain)")
+
+
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -200,7 +243,14 @@ def bench_ablations(case, spec, full, prepared, plain, plain_prepared, names, se
         results[label] = []
         for seed in seeds:
             say(f"[{case.name}] seed {seed}: {label}")
-            results[label].append(run_default(model, data, {**settings, "seed": seed}, names, **options))
+            try:
+                results[label].append(run_default(model, data, {**settings, "seed": seed}, names, **options))
+            except RuntimeError as error:  # reported, so that one failing variant does not lose the case's results
+                say(f"[{case.name}] seed {seed}: {label} failed: {error}")
+                failed = str(error).splitlines()[0]
+                results.pop(label)
+                results[f"{label} (failed: {failed})"] = []
+                break
     return results
 
 
@@ -269,10 +319,10 @@ def machine() -> list[str]:
 
 
 def report(results: list[dict], cache: list[dict], plan: Plan, elapsed: float, loads: list[float], quick: bool,
-           partial: bool = False) -> str:
+           blas: str, command: str, partial: bool = False) -> str:
     d, b = plan.default, plan.baseline
     lines = [f"# Benchmarks{' (quick smoke run)' if quick else ''}{' (INCOMPLETE: the run stopped here)' if partial else ''}", "",
-             f"Written by `.venv/bin/python benchmarks/run.py{' --quick' if quick else ''}` in {elapsed / 60:.1f} min.", "",
+             f"Written by `{command}` in {elapsed / 60:.1f} min.", "",
              *machine(),
              f"- 1-minute load average during the run: {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores "
              "(other jobs shared the machine: seconds are inflated and noisy, ratios are measured within the run)", "",
@@ -282,7 +332,9 @@ def report(results: list[dict], cache: list[dict], plan: Plan, elapsed: float, l
              f"spec. *baseline*: the same Bambi model (same priors) on the raw rows, `pm.sample` with PyMC's defaults: "
              f"{b['chains']} chains (max(2, cores)) x ({b['tune']} + {b['draws']}), target_accept 0.8, jitter+adapt_diag; "
              f"the 10x cases run {plan.large_seeds} baseline seed(s) of {plan.large_length} + {plan.large_length}"
-             f"{'' if plan.thorough else ' (survey_10x: no baseline without --thorough)'}. *to ESS 400*: tuning time + draw time "
+             f"{'' if plan.thorough else ' (survey_10x: no baseline without --thorough)'}; {blas}, for both paths; "
+             "the suite compiles into a new, empty compiled-model cache (ours and PyTensor's), so a first compile is a "
+             "first-ever one. *to ESS 400*: tuning time + draw time "
              "x 400 / min bulk ESS (the split by leapfrog steps); the parameters of interest are all sampled parameters "
              "of the Bambi model but the per-level offsets (population effects, group SDs, sigma). The default path's "
              "sampling time includes drawing the integrated-out coefficients. Building the Bambi model (the same for "
@@ -312,8 +364,11 @@ def report(results: list[dict], cache: list[dict], plan: Plan, elapsed: float, l
                   "| case | variant | compile (s) | sampling (s) | to ESS 400, no compile (s) | min bulk ESS | divergences | "
                   "max R-hat | default's speed-up |", "|---|---|---|---|---|---|---|---|---|"]
         for res in ablated:
-            seeds = len(next(iter(res["ablations"].values())))
+            seeds = max(len(runs) for runs in res["ablations"].values()) or 1
             for label, runs in [("default", res["default"][:seeds]), *res["ablations"].items()]:
+                if not runs:
+                    lines.append(f"| {res['case'].name} | {label} | - | - | - | - | - | - | - |")
+                    continue
                 f = summary(runs)
                 speed = [v["to_ess_sampling_s"] / dflt["to_ess_sampling_s"] for v, dflt in zip(runs, res["default"])]
                 lines.append(f"| {res['case'].name} | {label} | {f['compile']} | {f['sampling']} | {f['to_ess']} | "
@@ -366,11 +421,28 @@ def goals(results: list[dict], cache: list[dict]) -> list[str]:
     return out
 
 
+def section(text: str, names: list[str]) -> tuple[str, str, str]:
+    """The report between its markers, and the markers: `run` for the full suite, `run CASES` for a subset.
+
+    A subset's headings move one level down, under a title naming its cases.
+    """
+    if set(names) == set(CASES):
+        begin, end = "<!-- run: begin -->", "<!-- run: end -->"
+    else:
+        cases = ",".join(names)
+        begin, end = f"<!-- run {cases}: begin -->", f"<!-- run {cases}: end -->"
+        title, rest = text.split("\n", 1)
+        rest = "\n".join(f"#{line}" if line.startswith("#") else line for line in rest.split("\n"))
+        text = f"{title.replace('# Benchmarks', f'## Benchmark suite, case(s) {cases}', 1)}\n{rest}"
+    return f"{begin}\n{text.rstrip()}\n{end}", begin, end
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1x cases, one seed, short chains, no ablations")
     parser.add_argument("--cases", help=f"comma-separated subset of {', '.join(CASES)}")
     parser.add_argument("--seeds", type=int, help="number of sampler seeds (default 3, quick 1)")
+    parser.add_argument("--no-ablations", action="store_true", help="skip the one-fast-path-at-a-time variants")
     parser.add_argument("--thorough", action="store_true", help="all seeds at full length for the 10x baselines and the ablations (about 3x longer)")
     parser.add_argument("--out", help="report file (default benchmarks/RESULTS.md, quick RESULTS-quick.md)")
     args = parser.parse_args(argv)
@@ -385,20 +457,23 @@ def main(argv: list[str] | None = None) -> int:
                 large_seeds=len(seeds) if args.thorough else 1, ablation_seeds=len(seeds) if args.thorough else 1,
                 large_length=length["draws"] if args.thorough else length["draws"] // 4, thorough=args.thorough)
     out = Path(args.out) if args.out else HERE / ("RESULTS-quick.md" if args.quick else "RESULTS.md")
+    blas = checked_blas_threads()
+    command = " ".join([".venv/bin/python benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
     loads: list[float] = []
     started = time.perf_counter()
     results = []
     for name in names:
         loads.append(os.getloadavg()[0])
-        results.append(bench_case(CASES[name], plan, ablations=not args.quick and name != "survey_10x", cores=cores))
+        results.append(bench_case(CASES[name], plan, ablations=not (args.quick or args.no_ablations) and name != "survey_10x",
+                                  cores=cores))
         results[-1]["default_draws"] = plan.default["chains"] * plan.default["draws"]
         # Written after every case, so that an interrupted suite keeps what it measured.
-        out.write_text(report(results, [], plan, time.perf_counter() - started, loads, args.quick, partial=True),
-                       encoding="utf-8")
+        write_section(*section(report(results, [], plan, time.perf_counter() - started, loads, args.quick, blas, command,
+                                      partial=True), names), path=out)
     cache = bench_cache(seeds[0])
     loads.append(os.getloadavg()[0])
-    text = report(results, cache, plan, time.perf_counter() - started, loads, args.quick)
-    out.write_text(text, encoding="utf-8")
+    text = report(results, cache, plan, time.perf_counter() - started, loads, args.quick, blas, command)
+    write_section(*section(text, names), path=out)
     print(text)
     say(f"written {out}")
     return 0

@@ -240,6 +240,24 @@ def unbalanced(tmp_path_factory):
     return spec, model_mod.prepare(spec, three_wave_survey(tmp_path_factory, 40))
 
 
+def test_a_trial_of_another_layout_reuses_the_collapsed_model_and_samples_as_if_compiled_for_it(repeated, unbalanced):
+    """Other towns' consultants, waves and persons: the compiled collapsed model holds no size of the data."""
+    _, prepared, full = repeated
+    spec, other = unbalanced
+    settings = {**SETTINGS, "draws": 100, "tune": 100, "seed": 12}
+    fastpaths.sample_nutpie(full, prepared, settings)
+    model = fastpaths.model_for_priors(spec, other)
+    reused = fastpaths.sample_nutpie(model, other, settings)
+    assert reused.sample_stats.attrs["compile_cached"] == 1
+    assert fastpaths.participant_statistics(other, model).within_matrix.shape != \
+        fastpaths.participant_statistics(prepared, full).within_matrix.shape
+    fresh = fastpaths.sample_nutpie(model, other, settings, cache=False)
+    assert fresh.sample_stats.attrs["compile_cached"] == 0
+    for name in fresh.posterior.data_vars:
+        np.testing.assert_array_equal(reused.posterior[name].values, fresh.posterior[name].values, err_msg=name)
+        assert reused.posterior[name].coords.equals(fresh.posterior[name].coords)
+
+
 def test_unbalanced_panel_takes_the_fast_path_and_matches_plain_bambi(unbalanced):
     """Persons with 1, 2 and 3 waves: the path `fit` takes (no full Bambi model) gives Bambi's posterior."""
     spec, prepared = unbalanced

@@ -101,25 +101,43 @@ def _callback(template: str, signature, inner, names: list[str], shared_data: di
         return numba.cfunc(signature)(function)
 
 
+def _initial_point_function(pymc_model):
+    """As nutpie makes it by default: support points, jittered for every free variable."""
+    from nutpie.compile_pymc import _wrap_with_lock
+    from pymc.initial_point import make_initial_point_fn
+
+    return _wrap_with_lock(make_initial_point_fn(
+        model=pymc_model, overrides=None, default_strategy="support_point", jitter_rvs=set(pymc_model.free_RVs),
+        return_transformed=True))
+
+
+def for_model(compiled, pymc_model):
+    """`compiled` (made for another model of the same structure) with `pymc_model`'s dims, level names and initial points.
+
+    The initial points are those of `pymc_model`'s priors, so a fit through a cached compiled model starts
+    where, and samples what, a fit that compiled `pymc_model` itself would; shared data are set by `with_data`.
+    """
+    import dataclasses
+
+    from nutpie.compile_pymc import _compute_shapes, _prepare_dims_and_coords, _rv_dict_to_flat_array_wrapper
+
+    names = [pymc_model.rvs_to_values[rv].name for rv in pymc_model.free_RVs]  # as `_make_functions` joins them
+    shapes = _compute_shapes(pymc_model)
+    initial_points = _rv_dict_to_flat_array_wrapper(_initial_point_function(pymc_model), names=names,
+                                                    shapes=[shapes[name] for name in names])
+    dims, coords = _prepare_dims_and_coords(pymc_model, compiled.shape_info)
+    return dataclasses.replace(compiled, dims=dims, _coords=coords, initial_point_func=initial_points)
+
+
 def compile_model(pymc_model, var_names: list[str] | None = None):
     """`nutpie.compile_pymc_model(pymc_model, var_names=var_names)` (numba backend), with disk-cached callbacks.
 
     Returns (compiled model, whether both callbacks were loaded from the disk cache).
     """
     import numba
-    from nutpie.compile_pymc import (
-        CompiledPyMCModel,
-        _make_functions,
-        _prepare_dims_and_coords,
-        _wrap_with_lock,
-        make_user_data,
-    )
-    from pymc.initial_point import make_initial_point_fn
+    from nutpie.compile_pymc import CompiledPyMCModel, _make_functions, _prepare_dims_and_coords, make_user_data
 
-    # As nutpie does by default: support points, jittered for every free variable.
-    initial_point_fn = _wrap_with_lock(make_initial_point_fn(
-        model=pymc_model, overrides=None, default_strategy="support_point", jitter_rvs=set(pymc_model.free_RVs),
-        return_transformed=True))
+    initial_point_fn = _initial_point_function(pymc_model)
     n_dim, n_expanded, logp_fn, expand_fn, initial_point_fn, shape_info = _make_functions(
         pymc_model, mode="NUMBA", compute_grad=True, join_expanded=True, pymc_initial_point_fn=initial_point_fn,
         var_names=var_names)

@@ -20,7 +20,9 @@ Gaussian repeated measures with participant intercepts, `(1|participant_id)`:
 Compiled models are cached within a process, keyed on a hash of the compiled log-density graph, and on
 disk across processes (`disk_compile`). Prior parameters and data arrays are read from shared variables
 (`PRIOR_PREFIX...`, `DATA_PREFIX...`), so a refit with new priors, a new seed, new draws or a new outcome of
-the same layout reuses the compiled model and only swaps the values in.
+the same layout reuses the compiled model and only swaps the values in. The collapsed model's graph holds
+no size of the data at all, so a trial of another layout (other towns, consultants, waves, persons) with the
+same formula terms and the same number of arms reuses it too, in the process and from the disk cache.
 
 Binary outcomes aggregated to binomial cells (`model.prepare`) are the other fast path; nutpie's
 low-rank mass-matrix adaptation is available as an option (`low_rank`), off by default because it did
@@ -95,16 +97,12 @@ class ParticipantStatistics:
     mean_outcome: np.ndarray
     within_matrix: np.ndarray
     within_vector: np.ndarray
-    within_constant: float
+    within_constant: np.ndarray  # one element: an array, so that a compiled graph reads it as data
     sizes: np.ndarray
     persons: np.ndarray
     between_matrix: np.ndarray
     between_vector: np.ndarray
     between_constant: np.ndarray
-
-    @property
-    def n_rows(self) -> float:
-        return float(self.counts.sum())
 
     def residual_sums(self, theta: np.ndarray) -> np.ndarray:
         """Each person's residual sum for coefficient draws `theta` (..., q): shape (..., persons)."""
@@ -121,15 +119,17 @@ class ParticipantStatistics:
         matrix = self.within_matrix / residual_var[..., None, None] + (
             weights[..., :, None, None] * self.between_matrix).sum(axis=-3)
         vector = self.within_vector / residual_var[..., None] + (weights[..., :, None] * self.between_vector).sum(axis=-2)
-        constant = (np.array([self.within_constant]) / residual_var[..., None]).sum(axis=-1) + (
+        constant = (self.within_constant / residual_var[..., None]).sum(axis=-1) + (
             weights * self.between_constant).sum(axis=-1)
         return matrix, vector, constant
 
     def log_normaliser(self, residual_var, person_var, log):
         """-1/2 (n log 2 pi + (n - persons) log sigma^2 + sum over persons of log(sigma^2 + n tau^2))."""
         # One-element arrays rather than scalars: `lift_data` lifts arrays out of the compiled graph, so
-        # a data set of the same layout with other rows reuses the compiled model.
-        rows, persons = np.array([self.n_rows]), np.array([self.persons.sum()])
+        # a data set of the same layout with other rows reuses the compiled model. Rows are counted from
+        # `sizes` and `persons` (exact: whole numbers), so that the collapsed model computes them in its graph.
+        rows = (self.sizes * self.persons).sum(axis=-1, keepdims=True)
+        persons = self.persons.sum(axis=-1, keepdims=True)
         return -0.5 * ((rows * np.log(2 * np.pi) + (rows - persons) * log(residual_var)[..., None]).sum(axis=-1)
                        + (self.persons * log(person_var)).sum(axis=-1))
 
@@ -283,7 +283,7 @@ def participant_statistics(prepared: PreparedData, model: bmb.Model | OtherTerms
     # Within-person parts as totals less the persons' means: sum_i (x_ij - xbar_i)(...) = sum x x' - sum_i n_i xbar xbar'.
     within_matrix = (design.T @ design).toarray() - (weighted_means.T @ weighted_means).toarray()
     within_vector = design.T @ outcome - mean_design.T @ (counts * mean_outcome)
-    within_constant = float(outcome @ outcome - counts @ mean_outcome**2)
+    within_constant = np.array([outcome @ outcome - counts @ mean_outcome**2])
     wave_counts = np.unique(counts)
     groups = [counts == m for m in wave_counts]
     return ParticipantStatistics(
@@ -378,11 +378,10 @@ def _coefficient_priors(full: bmb.Model, stats: ParticipantStatistics):
 def _collapsed_logp(stats: ParticipantStatistics, sigma, participant_sd, prior_sd, prior_mean):
     """log p(y | SDs) with the coefficients (normal prior) and participant intercepts integrated out.
 
-    Coefficients that no row informs integrate to one and are left out.
+    `prior_sd` and `prior_mean` are those of the informed coefficients: the others integrate to one.
     """
     import pytensor.tensor as pt
 
-    prior_sd, prior_mean = prior_sd[stats.informed], prior_mean[stats.informed]
     residual_var = sigma**2
     person_var = residual_var + stats.sizes * participant_sd**2
     matrix, vector, constant = stats.weighted(residual_var, person_var)
@@ -401,11 +400,58 @@ def _sd_parameters(other: OtherTerms, priors) -> dict[str, bmb.Prior]:
     return sds
 
 
+# What the collapsed log density reads from `ParticipantStatistics`: data of the compiled model, of any size.
+_COLLAPSED_DATA = ("within_matrix", "within_vector", "within_constant", "sizes", "persons", "between_matrix",
+                   "between_vector", "between_constant")
+
+
+def _as_graph_data(stats: ParticipantStatistics):
+    """`stats` with the arrays of `_COLLAPSED_DATA` as shared variables without a fixed shape, and q (symbolic).
+
+    The collapsed model's graph then holds no size of the data: the same compiled model serves
+    every layout (towns, consultants, waves, persons) of the same formula terms. Their shapes are
+    stated in terms of two symbolic sizes, q informed coefficients and k distinct numbers of waves
+    (`DATA_PREFIX_layout`), so that PyTensor can prove the shapes of element-wise operands equal and
+    leaves no run-time broadcast checks, whose rewriting differed between processes (and with it
+    the disk cache's key).
+    """
+    import pytensor
+    import pytensor.tensor as pt
+
+    layout = pytensor.shared(np.array([len(stats.informed), len(stats.sizes)], dtype="int64"), name=f"{DATA_PREFIX}_layout")
+    q, k = layout[0], layout[1]
+    shapes = {"within_matrix": (q, q), "within_vector": (q,), "within_constant": (1,), "sizes": (k,), "persons": (k,),
+              "between_matrix": (k, q, q), "between_vector": (k, q), "between_constant": (k,)}
+    data = {name: pt.specify_shape(pytensor.shared(np.asarray(getattr(stats, name), dtype=float), name=f"{DATA_PREFIX}_{name}"),
+                                   shapes[name]) for name in _COLLAPSED_DATA}
+    return dataclasses.replace(stats, **data), q
+
+
+def _prior_sd_index(priors, stats: ParticipantStatistics, sd_shapes: dict[str, tuple[int, ...]]) -> np.ndarray:
+    """Where each informed coefficient's prior SD sits in [fixed prior SDs, then each group SD flattened].
+
+    A group SD broadcasts over its block as `pt.broadcast_to` would (trailing axes aligned).
+    """
+    n_fixed = sum(len(mean) for mean, sd, _ in priors if sd is not None)
+    starts = dict(zip(sd_shapes, n_fixed + np.cumsum([0, *[int(np.prod(s)) for s in sd_shapes.values()]])))
+    fixed_at, pieces = 0, []
+    for (mean, sd, sd_name), shape in zip(priors, stats.block_shapes):
+        if sd is not None:
+            pieces.append(fixed_at + np.arange(len(mean)))
+            fixed_at += len(mean)
+        else:
+            positions = np.arange(int(np.prod(sd_shapes[sd_name]))).reshape(1, 1, *sd_shapes[sd_name])
+            pieces.append(starts[sd_name] + _broadcast_draws(positions, shape)[0, 0])
+    return np.concatenate(pieces)[stats.informed]
+
+
 def collapsed_model(full: bmb.Model | OtherTerms, stats: ParticipantStatistics):
     """PyMC model of the standard deviations only, or None when a coefficient's prior is not normal.
 
-    Its variables have the full model's names, dims and priors; prior means and fixed prior SDs of the
-    coefficients are shared variables, so new priors do not change the compiled graph.
+    Its variables have the full model's names, dims and priors. The data summaries, the position of
+    each coefficient's prior SD and the prior means and fixed prior SDs of the coefficients are shared
+    variables of no fixed shape, so new priors or data of another layout (other towns, consultants,
+    waves) with the same formula terms and the same number of SD parameters do not change the compiled graph.
     """
     import pymc as pm
     import pytensor
@@ -418,21 +464,22 @@ def collapsed_model(full: bmb.Model | OtherTerms, stats: ParticipantStatistics):
     if priors is None:
         return None
     full_dims = full.backend.model.named_vars_to_dims
-    prior_mean = pytensor.shared(np.concatenate([mean for mean, _, _ in priors]), name=f"{PRIOR_PREFIX}_coefficient_mean")
-    fixed_sd = pytensor.shared(np.concatenate([sd if sd is not None else np.ones(len(mean)) for mean, sd, _ in priors]),
-                               name=f"{PRIOR_PREFIX}_coefficient_sd")
     sd_priors = _sd_parameters(other, priors)
     coords = {dim: full.backend.model.coords[dim] for name in sd_priors for dim in full_dims.get(name) or ()}
+    group_sds = {sd_name: tuple(len(coords[dim]) for dim in full_dims.get(sd_name) or ()) for _, _, sd_name in priors if sd_name}
+    prior_mean = pytensor.shared(np.concatenate([mean for mean, _, _ in priors])[stats.informed],
+                                 name=f"{PRIOR_PREFIX}_coefficient_mean")
+    fixed_sd = pytensor.shared(np.concatenate([np.zeros(0), *[sd for _, sd, _ in priors if sd is not None]]),
+                               name=f"{PRIOR_PREFIX}_coefficient_sd")
+    sd_index = pytensor.shared(_prior_sd_index(priors, stats, group_sds), name=f"{DATA_PREFIX}_prior_sd_index")
+    data, q = _as_graph_data(stats)
     with pm.Model(coords=coords) as model:
         sds = {name: get_distribution_from_prior(prior)(name, **prior.args, dims=full_dims.get(name) or None)
                for name, prior in sd_priors.items()}
-        start, pieces = 0, []
-        for (mean, sd, sd_name), shape in zip(priors, stats.block_shapes):
-            pieces.append(fixed_sd[start:start + len(mean)] if sd is not None
-                          else pt.flatten(pt.broadcast_to(sds[sd_name], shape)))
-            start += len(mean)
-        pm.Potential("marginal_likelihood", _collapsed_logp(stats, sds["sigma"], sds[PARTICIPANT_SIGMA],
-                                                            pt.concatenate(pieces), prior_mean))
+        every_sd = pt.concatenate([fixed_sd, *[pt.flatten(sds[name]) for name in group_sds]])
+        pm.Potential("marginal_likelihood", _collapsed_logp(data, sds["sigma"], sds[PARTICIPANT_SIGMA],
+                                                            every_sd[pt.specify_shape(sd_index, (q,))],
+                                                            pt.specify_shape(prior_mean, (q,))))
     return model
 
 
@@ -691,10 +738,12 @@ def swapped_values(pymc_model, var_names: list[str] | None = None) -> dict[str, 
 
 
 def structure_key(pymc_model, var_names: list[str] | None = None) -> str:
-    """A hash of what nutpie compiles: the log-density and stored-variable graphs, coords and names.
+    """A hash of what nutpie compiles: the log-density and stored-variable graphs, dims and names.
 
-    Constants enter by value; the shared variables of `lift_priors` and `lift_data` by name, type and
-    shape only, since a cached model gets their current values.
+    Constants enter by value; the shared variables of `lift_priors` and `lift_data` (and the collapsed
+    model's data) by name and type only, since a cached model gets their current values: where the
+    graph depends on their shapes it says so itself (slices, `specify_shape`, the sizes of its variables).
+    Dims enter by length: level names only label the draws (`compile_nutpie` sets the current ones).
     """
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.basic import Constant
@@ -714,10 +763,11 @@ def structure_key(pymc_model, var_names: list[str] | None = None) -> str:
                 digest.update(data.tobytes() if data.dtype != object else repr(data.tolist()).encode())
             elif isinstance(var, SharedVariable):
                 digest.update(f"shared {var.name} {var.type}".encode())
-                value = np.asarray(var.get_value())
-                digest.update(f" {value.shape}".encode())
-                if isinstance(var.type, TensorType) and not (var.name or "").startswith((PRIOR_PREFIX, DATA_PREFIX)):
-                    digest.update(value.tobytes())
+                if not (var.name or "").startswith((PRIOR_PREFIX, DATA_PREFIX)):
+                    value = np.asarray(var.get_value())
+                    digest.update(f" {value.shape}".encode())
+                    if isinstance(var.type, TensorType):
+                        digest.update(value.tobytes())
             elif var.owner is None:
                 digest.update(f"input {var.name} {var.type}".encode())
         return str(ids[var])
@@ -730,7 +780,8 @@ def structure_key(pymc_model, var_names: list[str] | None = None) -> str:
             ids[out] = len(ids)
             digest.update(f" -> {out.type}".encode())
     digest.update(repr([ids.get(o) for o in outputs]).encode())
-    digest.update(repr(sorted((k, list(v) if v is not None else None) for k, v in pymc_model.coords.items())).encode())
+    digest.update(repr(sorted((k, len(v) if v is not None else None) for k, v in pymc_model.coords.items())).encode())
+    digest.update(repr(sorted((k, tuple(v or ())) for k, v in pymc_model.named_vars_to_dims.items())).encode())
     digest.update(repr(sorted(var_names or [])).encode())
     return digest.hexdigest()
 
@@ -744,7 +795,7 @@ def compile_nutpie(pymc_model, var_names: list[str] | None = None, *, cache: boo
     Returns (compiled model with the current prior and data values, seconds spent, where it came from:
     "memory" (this process compiled it before), "disk" (another process did: `disk_compile`) or "" (compiled now)).
     """
-    from bayes_trial.sampling.disk_compile import compile_model
+    from bayes_trial.sampling.disk_compile import compile_model, for_model
 
     started = time.perf_counter()
     lifted = lift_data(lift_priors(pymc_model))
@@ -753,6 +804,8 @@ def compile_nutpie(pymc_model, var_names: list[str] | None = None, *, cache: boo
         return compile_model(lifted, var_names)
 
     (compiled, from_disk), hit = _COMPILED.get_or_make(structure_key(lifted, var_names), make) if cache else (make(), False)
+    if hit:  # compiled for another model of the same structure: this model's level names and initial points
+        compiled = for_model(compiled, lifted)
     compiled = compiled.with_data(**{name: value for name, value in swapped_values(lifted, var_names).items()
                                      if name in compiled.shared_data})
     return compiled, time.perf_counter() - started, "memory" if hit else "disk" if from_disk else ""
