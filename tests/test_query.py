@@ -21,6 +21,7 @@ from bayes_trial.cli import commands as cli
 from bayes_trial.estimands import query
 from bayes_trial.data.contract import wave_number
 from bayes_trial.core.errors import SpecError
+from bayes_trial.sampling.predictor import PARTICIPANT_TERM
 
 DUTCH = {"control": "controle", "exemption": "eigen regie", "intensive": "intensief"}
 
@@ -255,3 +256,27 @@ def test_standardised_means_equal_the_row_by_row_average(request, fit_name, new_
         rows = bt.fit.expected_response(fit, idata, copy)
         expected = rows.stack(sample=("chain", "draw")).transpose("sample", "__obs__").to_numpy() @ weights / weights.sum()
         np.testing.assert_allclose(mean, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("new_groups", [False, True])
+def test_contrasts_without_the_participant_intercepts_are_the_same(wellbeing_fit, new_groups):
+    """Leaving out what every arm mean shares (the persons' intercepts) changes levels, not contrasts."""
+    assignments = [{"arm": arm} for arm in query.arms(wellbeing_fit)]
+    full = query.standardised_means(wellbeing_fit, assignments, new_groups=new_groups)
+    lean = query.standardised_means(wellbeing_fit, assignments, new_groups=new_groups, differences_only=True)
+    assert not np.allclose(full[0], lean[0])
+    for a in range(1, len(full)):
+        np.testing.assert_allclose(lean[a] - lean[0], full[a] - full[0], atol=1e-9)
+
+
+def test_a_contrast_on_a_stored_fit_never_reads_the_participant_intercepts(wellbeing_fit, wellbeing_fit_path):
+    """Persons x draws intercepts (most of a large fit's file) stay on disk for a contrast, are read for a level."""
+    stored = bt.load(wellbeing_fit_path)
+    intercepts = stored.posterior[PARTICIPANT_TERM].variable
+    contrast = query.hypothesis(stored, "intensive - control > 0")
+    assert not intercepts._in_memory
+    expected = query.hypothesis(wellbeing_fit, "intensive - control > 0")
+    pd.testing.assert_frame_equal(contrast, expected, rtol=1e-6)
+    level = query.hypothesis(stored, "intensive > 0")
+    assert stored.posterior[PARTICIPANT_TERM].variable._in_memory
+    pd.testing.assert_frame_equal(level, query.hypothesis(wellbeing_fit, "intensive > 0"), rtol=1e-6)

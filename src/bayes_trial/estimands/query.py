@@ -182,20 +182,22 @@ def _counterfactual_copies(fit: Fit, frame: pd.DataFrame, assignments: list[dict
 
 
 def standardised_means(fit: Fit, assignments: list[dict], frame: pd.DataFrame | None = None, *,
-                       new_groups: bool = False) -> list[np.ndarray]:
+                       new_groups: bool = False, differences_only: bool = False) -> list[np.ndarray]:
     """Draws of the weighted mean expected outcome over `frame`, once per dict of column values.
 
     All counterfactual copies are evaluated together, each distinct formula pattern once
     (`sampling.fit.mean_expected_response`). With `new_groups`, the persons of `frame`
     live in one new town (`new_town_posterior`), the same for every assignment; an assignment
-    of municipality "new" is then implied and ignored.
+    of municipality "new" is then implied and ignored. With `differences_only`, the means may share
+    an unknown common addend (see `sampling.fit.mean_expected_response`): for contrasts only.
     """
     frame = population(fit) if frame is None else frame
     if new_groups:
         assignments = [{k: v for k, v in a.items() if not (k == "municipality" and is_new_town(v))} for a in assignments]
     copies, groups = _counterfactual_copies(fit, frame, assignments)
     draws = new_town_posterior(fit) if new_groups else Draws(fit.posterior)
-    means = _outcome_scale(fit, mean_expected_response(fit, draws, copies, groups, _weights(fit, copies)))
+    means = _outcome_scale(fit, mean_expected_response(fit, draws, copies, groups, _weights(fit, copies),
+                                                       differences_only=differences_only))
     draws = means.stack(sample=("chain", "draw")).transpose("sample", "group").to_numpy()
     return list(draws.T)
 
@@ -556,8 +558,9 @@ def contrast_draws(fit: Fit, hypothesis: Hypothesis, frame: pd.DataFrame, wave, 
                    **assign) -> np.ndarray:
     """Draws of the hypothesis' arm combination, standardised over `frame` (in one new town with `new_groups`)."""
     extra = {} if wave is None else {"wave": wave}
+    # Arm weights summing to 0 make a contrast, in which anything common to every arm mean cancels.
     means = standardised_means(fit, [{"arm": arm, **extra, **assign} for arm in hypothesis.weights], frame,
-                               new_groups=new_groups)
+                               new_groups=new_groups, differences_only=bool(np.isclose(sum(hypothesis.weights.values()), 0)))
     return sum(weight * mean for weight, mean in zip(hypothesis.weights.values(), means))
 
 

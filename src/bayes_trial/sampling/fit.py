@@ -81,9 +81,19 @@ def _file_stamp(path: Path) -> tuple[int, int, int]:
 
 
 def _read_groups(path: Path, names: list[str]) -> tuple[list[str], dict[str, xr.Dataset]]:
-    """The names of a netCDF file's groups and the named ones read into memory; the file is closed again."""
+    """The names of a netCDF file's groups and the named ones read; the file is closed again.
+
+    Variables over the participants (persons x draws: most of a large fit's file) stay on disk until
+    first used, since a contrast of arm means does not need them (`mean_expected_response`); xarray
+    reopens the file to read them.
+    """
     with xr.open_datatree(path) as tree:
-        return list(tree.children), {name: tree[name].to_dataset().load() for name in names if name in tree.children}
+        groups = {name: tree[name].to_dataset() for name in names if name in tree.children}
+        for group in groups.values():
+            for variable in group.data_vars.values():
+                if PARTICIPANT_DIM not in variable.dims:
+                    variable.load()
+        return list(tree.children), groups
 
 
 class Fit:
@@ -242,6 +252,7 @@ def expected_response(fit: Fit, draws, data: pd.DataFrame) -> xr.DataArray:
     values = predicted.isel(__obs__=xr.DataArray(row_pattern, dims="__obs__"))
     values = values.assign_coords(__obs__=np.arange(len(data)))
     if intercepts is not None:
+        intercepts.load()  # into the posterior itself: a stored fit's are read from disk once
         persons = xr.DataArray(data[PARTICIPANT].astype(str).to_numpy(), dims="__obs__")
         values = values + intercepts.sel({PARTICIPANT_DIM: persons}).drop_vars(PARTICIPANT_DIM).assign_coords(
             __obs__=values["__obs__"])
@@ -249,7 +260,7 @@ def expected_response(fit: Fit, draws, data: pd.DataFrame) -> xr.DataArray:
 
 
 def mean_expected_response(fit: Fit, draws, data: pd.DataFrame, groups: np.ndarray,
-                           weights: np.ndarray) -> xr.DataArray:
+                           weights: np.ndarray, *, differences_only: bool = False) -> xr.DataArray:
     """Draws of the weighted mean of `expected_response` over the rows of each group.
 
     The same numbers as averaging `expected_response` (up to float rounding), without its rows x draws
@@ -267,6 +278,10 @@ def mean_expected_response(fit: Fit, draws, data: pd.DataFrame, groups: np.ndarr
         Each row's group, integers 0 to G - 1 (every group with rows).
     weights
         Each row's weight in its group's mean.
+    differences_only
+        Only differences between the groups will be used: where every group weights the same persons
+        alike (counterfactual copies of one population), the participant intercepts add the same
+        draws to every group and are left out, so the persons x draws intercepts are never read.
 
     Returns
     -------
@@ -284,6 +299,9 @@ def mean_expected_response(fit: Fit, draws, data: pd.DataFrame, groups: np.ndarr
         levels = pd.Index(intercepts[PARTICIPANT_DIM].to_numpy())
         codes = levels.get_indexer(data[PARTICIPANT].astype(str).to_numpy())
         persons = _group_matrix(groups, codes, weights, n_groups, len(levels)) / totals[:, None]
+        if differences_only and np.allclose(persons, persons[:1]):
+            return values.transpose("chain", "draw", "group", ...)
+        intercepts.load()  # into the posterior itself: a stored fit's are read from disk once
         values = values + xr.dot(intercepts.drop_vars(PARTICIPANT_DIM),
                                  xr.DataArray(persons, dims=("group", PARTICIPANT_DIM)), dim=PARTICIPANT_DIM)
     return values.transpose("chain", "draw", "group", ...)
