@@ -155,6 +155,20 @@ def test_diagnostic_plots_are_written(outflow_fit, tmp_path):
     assert len(without_energy) == 4
 
 
+def test_diagnostic_plots_from_a_diagnosis_are_the_same_figures(wellbeing_fit, tmp_path, monkeypatch):
+    """Given its `diagnose` result, `plot_diagnostics` draws the same parameters without recomputing R-hat."""
+    import matplotlib
+
+    monkeypatch.setitem(matplotlib.rcParams, "svg.hashsalt", "same clip-path ids")
+    computed = dg.plot_diagnostics(wellbeing_fit, tmp_path / "computed")
+    diagnosis = dg.diagnose(wellbeing_fit)
+    monkeypatch.setattr(dg, "summary_diagnostics", None)  # a second computation would fail
+    reused = dg.plot_diagnostics(wellbeing_fit, tmp_path / "reused", diagnosis=diagnosis)
+    for first, second in zip(computed, reused):
+        if first.suffix == ".svg":
+            assert first.read_bytes() == second.read_bytes()
+
+
 # ---------------------------------------------------------------------------------------------
 # issue 14, item 15: thousands of participant levels, some above R-hat 1.01 by chance
 # ---------------------------------------------------------------------------------------------

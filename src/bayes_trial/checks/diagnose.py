@@ -334,6 +334,9 @@ class Diagnosis:
     sensitivity: pd.DataFrame | None = None
     model: str = ""
     person_level: list[str] = dataclasses.field(default_factory=list)
+    # One row per parameter (person-level terms collapsed) with each worst element's position: what
+    # `plot_diagnostics` plots, kept so that a report does not compute every R-hat twice.
+    elements: pd.DataFrame | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def verdict(self) -> str:
@@ -459,7 +462,7 @@ def diagnose(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, threshold
         draws=idata.posterior.sizes["draw"], parameters=public, sampler=chains_table,
         worst=public.loc[_worst(table, worst)["parameter"]], sensitivity=sens,
         model=fit.spec.name if isinstance(fit, Fit) else "",
-        person_level=_person_level_rules(table, thresholds, n_chains, n_draws),
+        person_level=_person_level_rules(table, thresholds, n_chains, n_draws), elements=table,
     )
 
 
@@ -575,10 +578,11 @@ def _plot_dataset(idata: Draws, rows: pd.DataFrame) -> xr.Dataset:
 
 
 def plot_diagnostics(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, out_dir: str | os.PathLike, *,
-                     worst: int = 4) -> list[Path]:
+                     worst: int = 4, diagnosis: Diagnosis | None = None) -> list[Path]:
     """Rank and trace plots of the `worst` parameters and an energy plot, as PNG and SVG in `out_dir`.
 
     The energy plot is left out when the sampler stored no energy (not a Hamiltonian sampler).
+    `diagnosis`, this fit's `diagnose` result, saves computing its diagnostics again.
     """
     import arviz as az
     from matplotlib.figure import Figure
@@ -587,7 +591,7 @@ def plot_diagnostics(fit_or_idata: Fit | az.InferenceData | str | os.PathLike, o
 
     idata = _as_draws(fit_or_idata)
     out_dir = Path(out_dir)
-    table = _diagnostic_table(idata)
+    table = diagnosis.elements if diagnosis is not None and diagnosis.elements is not None else _diagnostic_table(idata)
     chosen = _worst(table, worst)
     draws = _plot_dataset(idata, chosen)
     n = len(chosen)

@@ -511,7 +511,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     else:
         print(diagnosis.format())
         if args.plots:
-            for path in diagnose.plot_diagnostics(fit, args.plots):
+            for path in diagnose.plot_diagnostics(fit, args.plots, diagnosis=diagnosis):
                 print(f"  figure: {path}")
     return 0 if diagnosis.passed else 1
 

@@ -282,7 +282,7 @@ def fit_blocks(fit: Fit, figure_dir: Path, *, queries: list[dict] | None = None,
     if diagnosis.sensitivity is not None and not diagnosis.sensitivity.empty:
         blocks.append(Block("table", "Power-scaling sensitivity to prior and likelihood (psens; >= 0.05 is sensitive)",
                             table=_readable(diagnosis.sensitivity)))
-    for path in diagnose_mod.plot_diagnostics(fit, figure_dir):
+    for path in diagnose_mod.plot_diagnostics(fit, figure_dir, diagnosis=diagnosis):
         if path.suffix == ".png":
             blocks.append(Block("figure", path.stem.replace("_", " "), path=path))
     blocks.append(Block("h3", "Software and seeds"))
