@@ -12,6 +12,9 @@ Data: design `oss` (one town, three arms), simulated once with data seed 1 by `b
   `fit ... --prior 'arm=Normal(0, 0.25)'`, five queries on the refit, `report FIT REFIT --out DIR`; with a
   new, empty compiled-model cache (`BAYES_TRIAL_CACHE_DIR`) and no `PYTENSOR_FLAGS`: first-ever use;
 - *ours, warm*: the same again with that cache: a user's second session;
+- *ours, one process*: the same loop through the Python API in one child process, as a notebook user
+  (imports paid once, like the baseline): `bt.sample`, five `bt.hypothesis`, `bt.refit` with the new
+  prior, five `bt.hypothesis`, `bt.report.report`; with the cache of the runs above;
 - *baseline*: one child Python process doing the same with plain Bambi + PyMC + ArviZ, as a notebook
   user would (imports paid once): `bmb.Model` on the raw rows (Bernoulli rows for outflow) with the
   formula and priors that `fit` used (read from the cold fit), `model.fit` (= `pm.sample`) with the
@@ -138,6 +141,47 @@ def prior_text(dist: str, params: dict) -> str:
 def load_spec(spec: str) -> dict:
     with open(ROOT / "models" / f"{spec}.toml", "rb") as handle:
         return tomllib.load(handle)
+
+
+def ours_one_process(spec: str, data: Path, folder: Path, cache: Path) -> dict:
+    """The loop through the Python API in one child process: seconds per step (start + imports as wall minus steps)."""
+    folder.mkdir(parents=True)
+    task_file, result_file = folder / "task.json", folder / "result.json"
+    task_file.write_text(json.dumps({"spec": spec, "data": str(data), "out": str(folder / "report")}))
+    wall, _ = timed([sys.executable, __file__, "--ours-child", str(task_file), str(result_file)], ours_env(cache))
+    result = json.loads(result_file.read_text())
+    return {**result, "steps": [("start + imports", wall - sum(s for _, s in result["steps"])), *result["steps"]]}
+
+
+def ours_child(task_file: str, result_file: str) -> None:
+    """The loop with `import bayes_trial`, one process; runs with `--ours-child`."""
+    import bayes_trial as bt
+    from bayes_trial.data.contract import load_for_spec
+
+    task = json.loads(Path(task_file).read_text())
+    spec = bt.load_spec(task["spec"])
+    data = Path(task["data"])
+    # As `bayes-trial fit --data DIR` does: a survey is padded with everyone in the folder's register.
+    register = data / TABLES["outflow"] if spec.table == "survey" else None
+    term, dist, params = NEW_PRIOR
+    steps, answers, fits = [], [], []
+    for index in range(2):
+        started = time.perf_counter()
+        fits.append(bt.refit(fits[0], priors={term: bt.parse_prior(prior_text(dist, params))}, progress=False) if index
+                    else bt.sample(spec, load_for_spec(spec, data / TABLES[task["spec"]], register=register), progress=False))
+        steps.append(("refit" if index else "fit", time.perf_counter() - started))
+        for number, query in enumerate(QUERIES[task["spec"]], start=1 + 5 * index):
+            started = time.perf_counter()
+            table = bt.hypothesis(fits[-1], query.args(spec.outcome_unit)[0], wave=query.wave,
+                                  by="wave" if query.by_wave else None, rope=query.rope)
+            steps.append((f"query {number}", time.perf_counter() - started))
+            answers.append([{k: (None if k not in row or row[k] != row[k] else row[k])
+                             for k in ("mean", "p_hypothesis", "p_rope", "wave")}
+                            for row in table.to_dict(orient="records")])
+    started = time.perf_counter()
+    bt.report.report(fits, task["out"])
+    steps.append(("report", time.perf_counter() - started))
+    Path(result_file).write_text(json.dumps({"steps": steps, "answers": answers}, default=float))
 
 
 # ------------------------------------------------------------------------------------------ baseline
@@ -321,7 +365,9 @@ def section(results: dict[str, dict], settings: dict[str, dict], loads: tuple[st
              "`python -m bayes_trial.cli` process (`fit`, `query ... --json`, `fit --prior`, `report FIT REFIT`), "
              "wall time with interpreter start and imports; *cold*: a new, empty compiled-model cache "
              "(`BAYES_TRIAL_CACHE_DIR`; first-ever use; the refit reuses what the first fit compiled); *warm*: the "
-             "same loop again with that cache (a second session). *baseline*: one Python process with plain Bambi + "
+             "same loop again with that cache (a second session); *one process*: the same loop through the Python API "
+             "(`bt.sample`, `bt.hypothesis`, `bt.refit`, `bt.report.report`) in one process with that cache, as a "
+             "notebook user, its start + imports the process wall minus the steps timed inside. *baseline*: one Python process with plain Bambi + "
              "PyMC + ArviZ, as a notebook user: `bmb.Model` on the raw rows (Bernoulli rows for outflow), the formula "
              "and priors `fit` used, `model.fit` (`pm.sample`, PyMC's default 2 processes for 4 chains) with "
              "OMP/OPENBLAS/MKL_NUM_THREADS=1 (with the default BLAS threads PyMC's chains were found 25x slower on "
@@ -335,17 +381,20 @@ def section(results: dict[str, dict], settings: dict[str, dict], loads: tuple[st
     for spec, runs in results.items():
         base = totals(runs["baseline"])
         cold, warm = totals(runs["ours, cold"]), totals(runs["ours, warm"])
+        one = totals(runs["ours, one process"]) if "ours, one process" in runs else float("nan")
         table_lines, agree, total = agreement(spec, runs)
         lines += [*step_table(spec, runs), "",
-                  f"{spec}: baseline / ours = **{base / cold:.1f}x** cold, **{base / warm:.1f}x** warm "
-                  f"({base:.0f} s against {cold:.0f} s and {warm:.0f} s).", "",
+                  f"{spec}: baseline / ours = **{base / cold:.1f}x** cold, **{base / warm:.1f}x** warm, "
+                  f"**{base / one:.1f}x** in one process ({base:.0f} s against {cold:.0f} s, {warm:.0f} s and "
+                  f"{one:.0f} s).", "",
                   *table_lines, "",
                   f"{agree} of {total} probabilities agree within 3 Monte Carlo SEs; the cold and warm runs of ours "
                   f"printed {'the same' if runs['ours, cold']['answers'] == runs['ours, warm']['answers'] else 'different'} "
                   "answers.", ""]
         goal_lines.append(f"- {spec}: **{'reached' if base / cold >= GOAL else 'not reached'}** "
                           f"cold ({base / cold:.1f}x), **{'reached' if base / warm >= GOAL else 'not reached'}** warm "
-                          f"({base / warm:.1f}x).")
+                          f"({base / warm:.1f}x), **{'reached' if base / one >= GOAL else 'not reached'}** in one "
+                          f"process like the baseline ({base / one:.1f}x).")
     lines += ["MCSE of a difference: sqrt(2 P (1 - P) / ESS), with ESS the baseline's bulk ESS of the indicator "
               "draws, taken for both sides (in the default-path table at the top of this file ours' ESS was the larger); "
               "means in the outcome's unit.", "",
@@ -360,10 +409,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke check: {QUICK['chains']} chains x ({QUICK['tune']} + {QUICK['draws']}); nothing written")
     parser.add_argument("--baseline-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--ours-child", nargs=2, help=argparse.SUPPRESS)
     add_no_write(parser)
     args = parser.parse_args()
     if args.baseline_child:
         baseline_child(*args.baseline_child)
+        return
+    if args.ours_child:
+        ours_child(*args.ours_child)
         return
     started = time.perf_counter()
     start_load = f"{os.getloadavg()[0]:.1f}"
@@ -379,6 +432,9 @@ def main() -> None:
             for label in ("ours, cold", "ours, warm"):
                 runs[label] = ours(spec, tmp / "data", tmp / spec / label.replace(", ", "_"), cache, sampler)
                 print(spec, label, f"{totals(runs[label]):.1f} s", runs[label]["steps"], flush=True)
+            runs["ours, one process"] = ours_one_process(spec, tmp / "data", tmp / spec / "one_process", cache)
+            print(spec, "ours, one process", f"{totals(runs['ours, one process']):.1f} s",
+                  runs["ours, one process"]["steps"], flush=True)
             task = baseline_task(spec, tmp / "data", Path(runs["ours, cold"]["fit"]), settings, tmp)
             runs["baseline"] = baseline(task, tmp / spec / "baseline")
             print(spec, "baseline", f"{totals(runs['baseline']):.1f} s", runs["baseline"]["steps"], flush=True)

@@ -481,13 +481,18 @@ def _tidy(idata: az.InferenceData, bmb_model, prepared: model_mod.PreparedData) 
     return az.InferenceData(**groups)
 
 
+def _log_likelihood_not_stored(fit: Fit) -> bool:
+    """A fast-path fit of many rows without its pointwise log-likelihood (`fastpaths.stores_log_likelihood`)."""
+    return "log_likelihood" not in fit.idata.groups() and fit.other_terms is not None
+
+
 def with_log_likelihood(fit: Fit) -> az.InferenceData:
     """The fit's InferenceData with its pointwise log-likelihood (for LOO and power-scaling).
 
     Fast-path fits of many rows do not store it (`fastpaths.stores_log_likelihood`); it is then
     recomputed from the stored posterior and data (the same numbers) and kept on the fit.
     """
-    if "log_likelihood" not in fit.idata.groups() and fit.other_terms is not None:
+    if _log_likelihood_not_stored(fit):
         from bayes_trial.sampling.fastpaths import log_likelihood_group, participant_statistics
 
         stats = participant_statistics(fit.prepared, fit.other_terms)
@@ -501,7 +506,7 @@ def log_likelihood_totals(fit: Fit) -> xr.Dataset:
     A large fast-path fit without a stored pointwise log-likelihood sums it draw block by draw block,
     never holding the rows x draws array (0.96 GB for 240,000 rows and 1,000 draws).
     """
-    if "log_likelihood" not in fit.idata.groups() and fit.other_terms is not None:
+    if _log_likelihood_not_stored(fit):
         from bayes_trial.sampling.fastpaths import log_likelihood, participant_statistics
 
         posterior = fit.idata.posterior
