@@ -15,7 +15,9 @@ does not depend on the chain lengths):
   design nl7, data seed 1: 7 towns, 4 arms, 3 waves);
 * `other layout`: filled by a trial of another layout with the same arms (design `small`, data seed 1:
   2 towns, 2 consultants per arm, one arm without consultants, 2 waves);
-* `same layout`: filled by another trial of the user's design (data seed 1: other persons, other scores).
+* `same layout`: filled by another trial of the user's design (data seed 1: other persons, other scores);
+* `warmed`: filled by `bayes-trial cache warm` (what `make install` and the first `make demo` run: the
+  bundled specs whose compiled model serves any layout, for 2 to 5 arms, on small simulated trials).
 
 For each: the compile step of the user's fit (what `fit` prints: compiled, or loaded from the disk
 cache) and whether its draws are identical to the `empty` scenario's (same data, spec and seed). The
@@ -43,11 +45,13 @@ HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- first_fit: begin -->", "<!-- first_fit: end -->"
 RUN_BEGIN, RUN_END = "<!-- run survey: begin -->", "<!-- run survey: end -->"
 USER = (str(HERE / "survey_design.toml"), 2024)
+WARM = "cache warm"
 SCENARIOS = {
     "empty": None,
     "demo (nl7)": ("nl7", 1),
     "other layout": ("small", 1),
     "same layout": (str(HERE / "survey_design.toml"), 1),
+    "warmed": WARM,
 }
 SETTINGS = {"chains": 2, "tune": 300, "draws": 300, "seed": 7}
 
@@ -68,15 +72,26 @@ print(json.dumps({"fit_s": fit_s, "compile_s": float(attrs["compile_seconds"]), 
 """
 
 
-def fit_in_new_process(design: str, data_seed: int, cache: Path, draws_file: Path) -> dict:
+def in_new_process(arguments: list[str], cache: Path) -> tuple[str, float]:
+    """Run `python ARGUMENTS` with `cache` as the compiled-model cache: its stdout and wall time."""
     env = {**os.environ, "BAYES_TRIAL_CACHE_DIR": str(cache)}
     env.pop("PYTENSOR_FLAGS", None)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, design, str(data_seed), str(draws_file), json.dumps(SETTINGS)],
-                          env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *arguments], env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "wall_s": time.perf_counter() - started}
+    return done.stdout, time.perf_counter() - started
+
+
+def fit_in_new_process(design: str, data_seed: int, cache: Path, draws_file: Path) -> dict:
+    out, wall = in_new_process(["-c", CHILD, design, str(data_seed), str(draws_file), json.dumps(SETTINGS)], cache)
+    return {**json.loads(out.strip().splitlines()[-1]), "wall_s": wall}
+
+
+def warm_in_new_process(cache: Path) -> dict:
+    """`bayes-trial cache warm` with its default arms: its wall time and what it printed last."""
+    out, wall = in_new_process(["-m", "bayes_trial.cli", *WARM.split()], cache)
+    return {"wall_s": wall, "summary": out.strip().splitlines()[-1]}
 
 
 def same_draws(a: Path, b: Path) -> bool:
@@ -91,7 +106,8 @@ def fill(root: Path) -> dict[int, dict]:
         done = root / f"filler{i}.json"
         if filler and not done.exists():
             print(f"[first_fit] {label}: filling the cache", file=sys.stderr, flush=True)
-            done.write_text(json.dumps(fit_in_new_process(*filler, root / f"cache{i}", root / f"filler{i}.npz")))
+            done.write_text(json.dumps(warm_in_new_process(root / f"cache{i}") if filler == WARM else
+                                       fit_in_new_process(*filler, root / f"cache{i}", root / f"filler{i}.npz")))
         if filler:
             fillers[i] = json.loads(done.read_text())
     return fillers
@@ -126,6 +142,7 @@ def survey_times(text: str) -> dict:
 
 def section(rows: list[dict], times: dict) -> str:
     ours, base = times["default"], times["baseline"]
+    warm_s = next(r["filler"]["wall_s"] for r in rows if r["scenario"] == "warmed")
     baseline_s = base["to_ess"] + base["compile_later"]
     loads = [r["load"] for r in rows]
     lines = [BEGIN, "## A user's first fit with the compiled-model cache filled beforehand (issue 16, item 4)", "",
@@ -138,8 +155,11 @@ def section(rows: list[dict], times: dict) -> str:
              "*demo (nl7)*: the cache filled first by fitting the spec on the bundled demo data (`make demo`: design nl7, "
              "data seed 1: 7 towns, 4 arms). *other layout*: filled by design `small` (data seed 1: 2 towns, 2 consultants "
              "per arm, one arm without consultants, 2 waves; 3 arms). *same layout*: filled by the user's design with data "
-             "seed 1. *compile*: the fit's compile step (PyTensor's graph rewrites and the numba functions, compiled or "
-             "loaded from the disk cache). *identical draws*: every posterior array equal to the *empty* scenario's. "
+             f"seed 1. *warmed*: filled by `bayes-trial {WARM}` (what `make install` and the first `make demo` run: the bundled "
+             "specs whose compiled model serves any data layout, wellbeing only, for 2, 3, 4 and 5 arms on the `small` design "
+             f"made that many-armed; {warm_s:.0f} s, one process). *compile*: the fit's compile step (compiled: PyTensor's "
+             "graph rewrites and numba; loaded: the C callbacks from numba's disk cache, with the metadata saved beside them, "
+             "without PyTensor compiling the graph). *identical draws*: every posterior array equal to the *empty* scenario's. "
              f"*ratio*: the baseline's time to ESS 400 ({base['to_ess']:.1f} s sampling + {base['compile_later']:.1f} s "
              f"compile = {baseline_s:.1f} s: plain Bambi + PyMC, 1 BLAS thread per process, median over seeds of the "
              f"`survey` section above, its compile with PyTensor's cache warm) / (compile + the default path's "

@@ -35,7 +35,7 @@ def as_design(design: dict | str | os.PathLike) -> dict:
 
 def model_frame(spec: ModelSpec, sim) -> pd.DataFrame:
     """The table of a simulated trial that `spec` models: its survey or its register."""
-    return sim.survey if spec.table == "survey" else sim.register
+    return sim.table(spec.table)
 
 
 def element_labels(name: str, dims: tuple[str, ...], coords: dict[str, Any], shape: tuple[int, ...]):

@@ -218,6 +218,14 @@ def _parse_rope(text: str | None, unit: str | None = None) -> tuple[float, float
     return tuple(sorted(parse_threshold(part, f"--rope {text!r}", unit) for part in parts))
 
 
+def _whole_numbers(text: str, option: str, example: str) -> list[int]:
+    """Comma-separated whole numbers given to `option`."""
+    try:
+        return [int(n) for n in text.split(",")]
+    except ValueError:
+        raise SpecError(f"{option} {text!r}: expected comma-separated whole numbers, e.g. {example}") from None
+
+
 def _json_records(table) -> list[dict]:
     """Table rows for JSON, with null where a town has no answer (NaN is not JSON)."""
     return [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
@@ -651,9 +659,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    """`bayes-trial cache info|clear`: the compiled models kept between processes."""
+    """`bayes-trial cache info|clear|warm`: the compiled models kept between processes."""
     from bayes_trial.core import compile_dir
 
+    if args.action == "warm":
+        import time
+
+        from bayes_trial.sampling.warm import DEFAULT_ARMS, warm_cache
+
+        started = time.perf_counter()
+        arms = tuple(_whole_numbers(args.arms, "--arms", "2,3,4,5")) if args.arms else DEFAULT_ARMS
+        done = warm_cache(args.spec or None, arms, progress=not args.quiet)
+        compiled = sum(row.outcome == "compiled" for row in done)
+        print(f"{compiled} compiled, {sum(row.arms is not None for row in done) - compiled} already compiled, "
+              f"{sum(row.arms is None for row in done)} specs skipped, in {time.perf_counter() - started:.0f} s; "
+              f"under {compile_dir.compile_dir()}")
+        return 0
     if args.action == "clear":
         freed = compile_dir.clear_cache(all_stacks=args.all)
         print(f"removed {freed / 1e6:.1f} MB of compiled models under {compile_dir.cache_root()}")
@@ -723,10 +744,7 @@ def cmd_power(args: argparse.Namespace) -> int:
     """`bayes-trial power`: the share of simulated trials whose answer reaches the threshold."""
     from bayes_trial.batch.power import power
 
-    try:
-        sizes = [int(n) for n in args.n_per_arm.split(",")]
-    except ValueError:
-        raise SpecError(f"--n-per-arm {args.n_per_arm!r}: expected comma-separated whole numbers, e.g. 50,100,200") from None
+    sizes = _whole_numbers(args.n_per_arm, "--n-per-arm", "50,100,200")
     result = power(args.design, n_per_arm=sizes, target=args.target, threshold=args.threshold, sims=args.sims,
                    spec=args.spec, out=args.out, seed=args.seed, wave=args.wave, effect_sd=args.effect_sd,
                    **_batch_settings(args))
@@ -907,9 +925,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="suppress observed cells with fewer persons (default 10, never below 5)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("cache", help="compiled models kept between processes: where, how large; clear them")
-    p.add_argument("action", choices=("info", "clear"))
+    p = sub.add_parser("cache", help="compiled models kept between processes: where, how large; clear them; "
+                                     "compile the bundled specs beforehand (warm)")
+    p.add_argument("action", choices=("info", "clear", "warm"))
     p.add_argument("--all", action="store_true", help="clear: also the caches of other Python/PyTensor/numba/nutpie versions")
+    p.add_argument("--arms", help="warm: comma-separated numbers of arms to compile for (default 2,3,4,5)")
+    p.add_argument("--spec", action="append",
+                   help="warm: a spec name or file (repeatable; default every bundled spec whose compiled model "
+                        "serves any data layout)")
+    p.add_argument("--quiet", action="store_true", help="warm: no progress output")
     p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("run", help="run a workflow (workflows/NAME.toml): data, fits, queries, report")

@@ -346,12 +346,16 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
+def bundled_specs() -> list[str]:
+    """Names of the specs shipped in `models/`."""
+    return sorted(path.stem for path in MODELS_DIR.glob("*.toml"))
+
+
 def load_spec(name_or_path: str | Path) -> ModelSpec:
     """Read a spec file; a bare name such as `outflow` means the bundled `models/outflow.toml`."""
     path = resolve_bundled(name_or_path, MODELS_DIR)
     if not path.exists():
-        bundled = ", ".join(sorted(p.stem for p in MODELS_DIR.glob("*.toml")))
-        raise SpecError(f"{name_or_path}: no such model spec file (bundled specs: {bundled})")
+        raise SpecError(f"{name_or_path}: no such model spec file (bundled specs: {', '.join(bundled_specs())})")
     raw = read_toml(path)
     return spec_from_dict(raw, where=str(path))
 

@@ -156,9 +156,12 @@ class OtherTerms:
 def can_marginalise(prepared: PreparedData) -> bool:
     """True for a model whose family integrates participants out (Gaussian) and whose only participant-level term is a random intercept."""
     integrable = {family.bambi_name for family in registry.families() if family.integrates_participants}
-    if prepared.family not in integrable or prepared.aggregated:
-        return False
-    participant_terms = [(expr, factor) for expr, factor in group_terms(prepared.formula)
+    return prepared.family in integrable and not prepared.aggregated and participant_intercept_only(prepared.formula)
+
+
+def participant_intercept_only(formula: str) -> bool:
+    """True when the only participant-level term of `formula` is a random intercept, `(1|participant_id)`."""
+    participant_terms = [(expr, factor) for expr, factor in group_terms(formula)
                          if PARTICIPANT in [p.strip() for p in factor.split(":")]]
     return participant_terms == [("1", PARTICIPANT)]
 
@@ -728,29 +731,36 @@ def _graph_outputs(pymc_model, var_names: list[str] | None) -> list:
     return [pymc_model.logp(), *stored]
 
 
-def swapped_values(pymc_model, var_names: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Current values of the shared variables that a cached compiled model takes as data: priors and data."""
+def shared_variables(pymc_model, var_names: list[str] | None = None, outputs: list | None = None) -> dict:
+    """The shared variables that what nutpie compiles reads (`outputs`: `_graph_outputs`, if at hand), by name."""
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.traversal import ancestors
 
-    return {var.name: np.asarray(var.get_value()) for var in ancestors(_graph_outputs(pymc_model, var_names))
-            if isinstance(var, SharedVariable) and (var.name or "").startswith((PRIOR_PREFIX, DATA_PREFIX))}
+    outputs = outputs if outputs is not None else _graph_outputs(pymc_model, var_names)
+    return {var.name: var for var in ancestors(outputs) if isinstance(var, SharedVariable)}
 
 
-def structure_key(pymc_model, var_names: list[str] | None = None) -> str:
+def swapped_values(pymc_model, var_names: list[str] | None = None, outputs: list | None = None) -> dict[str, np.ndarray]:
+    """Current values of the shared variables that a cached compiled model takes as data: priors and data."""
+    return {name: np.asarray(var.get_value()) for name, var in shared_variables(pymc_model, var_names, outputs).items()
+            if (name or "").startswith((PRIOR_PREFIX, DATA_PREFIX))}
+
+
+def structure_key(pymc_model, var_names: list[str] | None = None, outputs: list | None = None) -> str:
     """A hash of what nutpie compiles: the log-density and stored-variable graphs, dims and names.
 
     Constants enter by value; the shared variables of `lift_priors` and `lift_data` (and the collapsed
     model's data) by name and type only, since a cached model gets their current values: where the
     graph depends on their shapes it says so itself (slices, `specify_shape`, the sizes of its variables).
     Dims enter by length: level names only label the draws (`compile_nutpie` sets the current ones).
+    `outputs`: `_graph_outputs(pymc_model, var_names)`, if at hand.
     """
     from pytensor.compile.sharedvalue import SharedVariable
     from pytensor.graph.basic import Constant
     from pytensor.graph.traversal import io_toposort
     from pytensor.tensor.type import TensorType
 
-    outputs = _graph_outputs(pymc_model, var_names)
+    outputs = outputs if outputs is not None else _graph_outputs(pymc_model, var_names)
     digest = hashlib.sha256()
     ids: dict[Any, int] = {}
 
@@ -790,23 +800,27 @@ _COMPILED = LruCache(CACHE_SIZE)
 
 
 def compile_nutpie(pymc_model, var_names: list[str] | None = None, *, cache: bool = True):
-    """A nutpie-compiled model, from the in-process cache when the same structure was compiled before.
+    """A nutpie-compiled model, from the in-process or the disk cache when the same structure was compiled before.
 
     Returns (compiled model with the current prior and data values, seconds spent, where it came from:
     "memory" (this process compiled it before), "disk" (another process did: `disk_compile`) or "" (compiled now)).
+    Without `cache`, PyTensor compiles the graph in any case (numba's own disk cache still serves the machine code).
     """
     from bayes_trial.sampling.disk_compile import compile_model, for_model
 
     started = time.perf_counter()
     lifted = lift_data(lift_priors(pymc_model))
+    outputs = _graph_outputs(lifted, var_names)
+    shared = shared_variables(lifted, var_names, outputs)
+    key = structure_key(lifted, var_names, outputs)
 
     def make():
-        return compile_model(lifted, var_names)
+        return compile_model(lifted, var_names, key=key if cache else None, shared=shared)
 
-    (compiled, from_disk), hit = _COMPILED.get_or_make(structure_key(lifted, var_names), make) if cache else (make(), False)
+    (compiled, from_disk), hit = _COMPILED.get_or_make(key, make) if cache else (make(), False)
     if hit:  # compiled for another model of the same structure: this model's level names and initial points
         compiled = for_model(compiled, lifted)
-    compiled = compiled.with_data(**{name: value for name, value in swapped_values(lifted, var_names).items()
+    compiled = compiled.with_data(**{name: value for name, value in swapped_values(lifted, var_names, outputs).items()
                                      if name in compiled.shared_data})
     return compiled, time.perf_counter() - started, "memory" if hit else "disk" if from_disk else ""
 
@@ -819,6 +833,29 @@ def clear_cache() -> None:
 # ---------------------------------------------------------------------------------------------
 # The nutpie path of `fit`
 # ---------------------------------------------------------------------------------------------
+
+
+def sampled_model(full: bmb.Model | OtherTerms, prepared: PreparedData, *, progress: bool = False,
+                  marginalise: bool = True, collapse: bool = True):
+    """What `sample_nutpie` compiles and samples: (PyMC model, `ParticipantStatistics` or None, whether collapsed).
+
+    The collapsed model where the model allows it, else the marginal one, else the built model itself;
+    see `sample_nutpie` for the arguments. Only the collapsed model holds no size of the data, so only
+    its compiled form serves trials of other layouts.
+    """
+    if isinstance(full, OtherTerms) and not (marginalise and can_marginalise(prepared)):
+        raise ValueError("OtherTerms needs a Gaussian participant-intercept model and marginalise=True")
+    stats = None
+    if marginalise and can_marginalise(prepared):
+        started = time.perf_counter()
+        stats = participant_statistics(prepared, full)
+        waves = ", ".join(f"{int(n):,} with {int(m)}" for n, m in zip(stats.persons, stats.sizes))
+        say(f"  {len(stats.levels):,} persons ({waves} rows) summarised in {time.perf_counter() - started:.1f} s", progress)
+    target = collapsed_model(full, stats) if stats is not None and collapse else None
+    collapsed = target is not None
+    if stats is not None and not collapsed:
+        target = marginal_model(prepared, full, stats).backend.model
+    return (target if target is not None else full.backend.model), stats, collapsed
 
 
 def sample_nutpie(full: bmb.Model | OtherTerms, prepared: PreparedData, settings: dict[str, Any], *,
@@ -837,20 +874,7 @@ def sample_nutpie(full: bmb.Model | OtherTerms, prepared: PreparedData, settings
     import nutpie
     from threadpoolctl import threadpool_limits
 
-
-    if isinstance(full, OtherTerms) and not (marginalise and can_marginalise(prepared)):
-        raise ValueError("OtherTerms needs a Gaussian participant-intercept model and marginalise=True")
-    stats = None
-    if marginalise and can_marginalise(prepared):
-        started = time.perf_counter()
-        stats = participant_statistics(prepared, full)
-        waves = ", ".join(f"{int(n):,} with {int(m)}" for n, m in zip(stats.persons, stats.sizes))
-        say(f"  {len(stats.levels):,} persons ({waves} rows) summarised in {time.perf_counter() - started:.1f} s", progress)
-    target = collapsed_model(full, stats) if stats is not None and collapse else None
-    collapsed = target is not None
-    if stats is not None and not collapsed:
-        target = marginal_model(prepared, full, stats).backend.model
-    target = target if target is not None else full.backend.model
+    target, stats, collapsed = sampled_model(full, prepared, progress=progress, marginalise=marginalise, collapse=collapse)
     compiled, compile_seconds, reused = compile_nutpie(target, stored_variables(target), cache=cache)
     how = {"memory": "reused the compiled model",
            "disk": f"compiled model loaded from the disk cache in {compile_seconds:.1f} s"}.get(

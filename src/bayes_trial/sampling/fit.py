@@ -606,9 +606,14 @@ def model_to_sample(spec: ModelSpec, prepared: model_mod.PreparedData, settings:
     from bayes_trial.sampling import build as bambi_build
     from bayes_trial.sampling.fastpaths import build_other_terms, can_marginalise
 
-    if settings["sampler"] == "nutpie" and settings.get("fast", True) and can_marginalise(prepared):
+    if fast_path(settings) and can_marginalise(prepared):
         return build_other_terms(spec, prepared)
     return bambi_build.build(spec, prepared)
+
+
+def fast_path(settings: dict[str, Any]) -> bool:
+    """Whether sampler `settings` take the nutpie path that integrates what the model allows out (`fastpaths`)."""
+    return settings["sampler"] == "nutpie" and settings.get("fast", True)
 
 
 def refit(fit: Fit, *, priors: dict[str, Prior] | None = None, progress: bool = True, **sampler_settings: Any) -> Fit:

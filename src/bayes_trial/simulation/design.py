@@ -474,6 +474,35 @@ def load_design(name_or_path: str | os.PathLike) -> dict:
     return validate_design(_read_extended(path, ()), source=str(path), default_name=path.stem)
 
 
+def with_arms(design: dict, arms: int) -> dict:
+    """`design` with `arms` arms: its control arm and treatment arms `arm1`, `arm2`, ..., each a copy of its last one.
+
+    Every per-arm setting (participants and consultants per town, outflow, response rates, effects) of a
+    new treatment arm is that of the design's last treatment arm; the control arm keeps its own. Meant
+    for simulated trials of any number of arms from one design (as for compiling a spec for each).
+    """
+    design = validate_design(design)
+    if arms < 2:
+        raise SpecError(f"design {design['name']!r}: {arms} arms asked for; a trial has at least 2")
+    control, *treatments = design["arms"]
+    if not treatments:
+        raise SpecError(f"design {design['name']!r}: no treatment arm to copy")
+    copied = {control: control, **{f"arm{i}": treatments[-1] for i in range(1, arms)}}
+
+    def rearm(value):
+        if isinstance(value, list):
+            return [rearm(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        out = {key: rearm(v) for key, v in value.items() if key not in design["arms"]}
+        if len(out) < len(value):  # a per-arm table
+            out.update({new: rearm(value[old]) for new, old in copied.items() if old in value})
+        return out
+
+    return validate_design({**rearm({k: v for k, v in design.items() if k != "arms"}), "arms": list(copied),
+                            "name": f"{design['name']}_{arms}_arms"})
+
+
 def merge_designs(base: dict, variant: dict) -> dict:
     """Deep merge of raw design tables: a table of ``variant`` is merged into the same table of
     ``base`` key by key; any other value (number, string, list, list of tables such as

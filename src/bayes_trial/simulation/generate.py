@@ -81,6 +81,10 @@ class Simulation:
     register: pd.DataFrame
     truth: dict
 
+    def table(self, name: str) -> pd.DataFrame:
+        """The table a spec names (its `table`): "survey", else the register."""
+        return self.survey if name == "survey" else self.register
+
 
 def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
