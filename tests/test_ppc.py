@@ -91,6 +91,16 @@ def test_loo_pit_is_close_to_uniform_for_the_simulating_model(wellbeing_fit, wel
     assert result.ks_distance < 0.15
 
 
+def test_loo_pit_from_weights_computed_once_equals_arviz(wellbeing_fit, wellbeing_predictive):
+    """The smoothed weights computed once (and handed to the plot) give ArviZ's own LOO-PIT values."""
+    import arviz as az
+
+    result = ppc.loo_pit(wellbeing_fit, wellbeing_predictive)
+    expected = az.loo_pit(wellbeing_predictive.idata, y=wellbeing_predictive.variable)
+    np.testing.assert_allclose(result.values, np.asarray(expected), rtol=1e-12, atol=1e-12)
+    assert result.log_weights.shape == (len(wellbeing_fit.data), wellbeing_predictive.draws.shape[0])
+
+
 def test_no_participant_ids_in_tables_or_summaries(wellbeing_fit, wellbeing_predictive):
     text = (ppc.test_statistics(wellbeing_fit, wellbeing_predictive).to_string()
             + "\n".join(ppc.summarise(wellbeing_fit, wellbeing_predictive)))
