@@ -178,6 +178,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     Exit 0 whenever the fit is stored; with --strict, 1 if it fails its diagnostics (as `diagnose`).
     """
+    _without_dask_arrays(("dask",))
     from bayes_trial.checks.diagnose import diagnose
     from bayes_trial.checks.records import record_checks
     from bayes_trial.modelling.spec import load_priors_file, load_spec, parse_prior_assignment
@@ -236,15 +237,17 @@ def _answer_wave_line(fit, args: argparse.Namespace, table) -> str | None:
             if answered else None)
 
 
-def _without_dask_arrays() -> None:
-    """Keep dask and sparse out of a process that answers from stored draws (unless already in it).
+def _without_dask_arrays(names: tuple[str, ...] = ("dask", "sparse")) -> None:
+    """Keep dask and sparse (those in `names`) out of a process that answers from stored draws (unless already in it).
 
     xarray checks new arrays against dask's and sparse's array types, and with those installed the
     check imports dask.array, sparse and through it numba and SciPy: 1.3 s of a query's start on a
     loaded 2-core machine, for arrays that no answer makes. Marked absent (and xarray's record of
-    what is installed cleared), xarray skips them as if they were not installed.
+    what is installed cleared), xarray skips them as if they were not installed. A fit keeps out
+    dask alone (numba loads sparse when it compiles): dask.array, and dask.distributed that writing
+    the fit file imports to look for a scheduler.
     """
-    for name in ("dask", "sparse"):
+    for name in names:
         sys.modules.setdefault(name, None)
     _forget_installed_modules()
 
