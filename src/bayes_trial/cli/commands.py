@@ -7,6 +7,9 @@ code 2 and no traceback.
 from __future__ import annotations
 
 import argparse
+import atexit
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -957,6 +960,32 @@ def build_parser() -> argparse.ArgumentParser:
 def _looks_like_option(value: str) -> bool:
     """`--x`, `-x` (but not a hypothesis such as "-intensive + control > 0", which has spaces)."""
     return value.startswith("-") and " " not in value
+
+
+def run() -> None:
+    """`bayes-trial` as a process: `main`, then exit with its status without tearing the interpreter down.
+
+    After a command that loaded PyMC, PyTensor, numba and nutpie, Python's teardown of their modules
+    and some 400,000 objects took 0.75 s of a 5.6 s refit, after the answer was printed and the fit
+    written. Every command closes the files it writes before returning, so the process ends right
+    after the exit handlers (registered later than this one, they run before it), logging and the
+    standard streams are flushed.
+    """
+    status = [1]  # an exception escaping `main` (its traceback already printed) exits 1, as Python would
+
+    def exit_now() -> None:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status[0])
+
+    atexit.register(exit_now)
+    try:
+        status[0] = main()
+    except SystemExit as stop:  # argparse: --help, usage errors
+        status[0] = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+        raise
+    raise SystemExit(status[0])
 
 
 def main(argv: list[str] | None = None) -> int:
