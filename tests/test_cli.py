@@ -126,6 +126,20 @@ def test_user_errors_exit_2_with_one_line(cli_fit, args, fragment):
     assert "Traceback" not in result.stderr
 
 
+def test_the_process_exits_with_the_status_of_main_and_all_its_output(tmp_path):
+    """`python -m bayes_trial.cli` skips the interpreter's teardown: statuses and piped output must survive that."""
+    helped = run_cli("--help")
+    assert helped.returncode == 0 and "simulate" in helped.stdout
+    assert run_cli("fit").returncode == 2  # argparse: arguments missing
+    missing = run_cli("diagnose", tmp_path / "missing.nc")
+    assert missing.returncode == 2 and missing.stderr.strip().startswith("bayes-trial: error:")
+    made = run_cli("simulate", "--design", "small", "--seed", "2", "--out", tmp_path / "sim")
+    assert made.returncode == 0 and made.stdout.rstrip().endswith("truth.json") and (tmp_path / "sim" / "truth.json").exists()
+    crashed = subprocess.run([sys.executable, "-c", "import sys; from bayes_trial.cli import commands; "
+                              "commands.main = lambda: 1 / 0; commands.run()"], capture_output=True, text=True)
+    assert crashed.returncode == 1 and "ZeroDivisionError" in crashed.stderr
+
+
 def test_every_command_is_documented():
     text = cli.build_parser().format_help()
     for command in ("simulate", "fit", "query", "diagnose", "ppc", "priors", "prior-check", "compare", "report", "run",

@@ -142,6 +142,36 @@ def test_two_towns_make_the_town_sd_prior_sensitive(outflow_fit):
     assert set(table["diagnosis"]) <= {"", "prior-data conflict", "strong prior / weak likelihood"}
 
 
+def _pymc_log_prior(fit, names):
+    """`pymc.compute_log_prior` on each prior model, draw by draw, variables missing from the posterior at zero."""
+    import pymc as pm
+    import xarray as xr
+
+    posterior, parts = fit.posterior, []
+    for pymc_model in fit.prior_models:
+        own = [rv.name for rv in pymc_model.free_RVs if rv.name in names]
+        if own:
+            shapes = {name: value.shape for name, value in pymc_model.initial_point().items()}
+            zeros = {rv.name: (("chain", "draw", *(f"{rv.name}_dim_{i}" for i in range(len(shapes[rv.name])))),
+                               np.zeros((posterior.sizes["chain"], posterior.sizes["draw"], *shapes[rv.name])))
+                     for rv in pymc_model.free_RVs if rv.name not in posterior}
+            present = [rv.name for rv in pymc_model.free_RVs if rv.name in posterior]
+            parts.append(pm.compute_log_prior(az.InferenceData(posterior=posterior[present].assign(zeros)), var_names=own,
+                                              model=pymc_model, extend_inferencedata=False, progressbar=False))
+    return xr.merge(parts)
+
+
+@pytest.mark.parametrize("fixture", ["outflow_fit", "wellbeing_fit"])
+def test_log_prior_of_all_draws_at_once_is_pymcs_draw_by_draw(fixture, request):
+    fit = request.getfixturevalue(fixture)
+    names = dg.prior_parameters(fit)
+    found, expected = dg.log_prior(fit, names), _pymc_log_prior(fit, names)
+    assert set(found.data_vars) == set(names) and len(names) >= 4
+    for name in names:
+        assert found[name].dims == fit.posterior[name].dims
+        np.testing.assert_allclose(found[name].to_numpy(), expected[name].to_numpy(), rtol=1e-13, atol=1e-13)
+
+
 def test_diagnose_reads_a_fit_file(outflow_fit_path):
     assert dg.diagnose(outflow_fit_path).model == "outflow"
 

@@ -118,3 +118,31 @@ def test_a_prior_keyed_by_the_nested_term_name_reaches_it(small_sim):
     built = bambi_build.build(spec, model.prepare(spec, small_sim.register))
     row = bambi_build.pymc_priors(built, spec).set_index("term").loc["1|municipality:consultant_id"]
     assert row["set_by"] == "user" and row["params"]["sigma"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("spec_name", ["outflow", "wellbeing"])
+def test_graph_priors_hold_the_values_that_evaluating_each_parameter_gives(small_sim, spec_name):
+    spec = bt.load_spec(spec_name).with_priors({"arm": bt.parse_prior("Normal(0, 0.3)")})
+    frame = small_sim.register if spec.table == "register" else small_sim.survey
+    built = bambi_build.build(spec, model.prepare(spec, frame))
+    table = bambi_build.pymc_priors(built, spec).set_index("parameter")
+    free = {rv.name: rv for rv in built.backend.model.free_RVs}
+    assert len(table) >= 3
+    for name, row in table.iterrows():
+        rv = free[name]
+        evaluated = [np.asarray(p.eval()).ravel() for p in rv.owner.op.dist_params(rv.owner)]
+        assert [np.ravel(v).tolist() for v in row["params"].values()] == [v[:1].tolist() if np.all(v == v[0]) else
+                                                                        v.round(4).tolist() for v in evaluated]
+
+
+def test_parameter_values_are_those_of_eval_for_constants_broadcasts_shared_values_and_expressions():
+    import pytensor
+    import pytensor.tensor as pt
+
+    shared = pytensor.shared(np.array([0.5, 2.0]), name="values")
+    params = [pt.constant(np.float32(1.5)), pt.constant(np.array([3.0]))[None, :], shared[1:], pt.exp(shared) * 2]
+    values = bambi_build.parameter_values(params)
+    for value, param in zip(values, params):
+        expected = np.asarray(param.eval())
+        assert value.dtype == expected.dtype and value.shape == expected.shape and np.array_equal(value, expected)
+    assert bambi_build.parameter_values([]) == []

@@ -480,32 +480,39 @@ def log_prior(fit: Fit, var_names: list[str] | None = None) -> xr.Dataset:
     """Pointwise log prior density of `var_names` (default: `prior_parameters`) at each draw.
 
     Read from `Fit.prior_models`: never a model with a persons-sized term where the participant
-    intercepts can be integrated out. Stored fits keep no non-centred `_offset` variables; PyMC needs
-    a value for every free variable, so they are filled with zeros: the log densities asked for do
-    not depend on them.
+    intercepts can be integrated out. What `pymc.compute_log_prior` gives (to rounding in the last
+    bit), for all draws in one call: each log density is elementwise, so its graph is vectorised
+    over the draws and run by PyTensor's Python linker without rewrites. PyMC compiled C code and
+    evaluated it draw by draw: 0.2-0.5 s of every fit. A density depends on its own value and on
+    the values of its parameters' variables only; those are in the posterior (stored fits keep no
+    non-centred `_offset` variables, and no asked-for density depends on one).
     """
-    import arviz as az
-    import pymc as pm
+    import pytensor
+    import pytensor.tensor as pt
+    from pymc.model.transform.conditioning import remove_value_transforms
+    from pytensor.compile.mode import Mode
+    from pytensor.graph.replace import vectorize_graph
+    from pytensor.graph.traversal import graph_inputs
 
     names = var_names or prior_parameters(fit)
     posterior = fit.posterior
-    parts = []
+    draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    found = {}
     for pymc_model in fit.prior_models:
-        own = [rv.name for rv in pymc_model.free_RVs if rv.name in names]
+        model = remove_value_transforms(pymc_model)  # the posterior holds untransformed values
+        own = [rv for rv in model.free_RVs if rv.name in names]
         if not own:
             continue
-        shapes = {name: value.shape for name, value in pymc_model.initial_point().items()}
-        filled = {}
-        for rv in pymc_model.free_RVs:
-            if rv.name not in posterior:
-                shape = shapes[rv.name]
-                filled[rv.name] = (SAMPLE_DIMS + tuple(f"{rv.name}_dim_{i}" for i in range(len(shape))),
-                                   np.zeros((posterior.sizes["chain"], posterior.sizes["draw"], *shape)))
-        present = [rv.name for rv in pymc_model.free_RVs if rv.name in posterior]
-        padded = az.InferenceData(posterior=posterior[present].assign(filled))
-        parts.append(pm.compute_log_prior(padded, var_names=own, model=pymc_model, extend_inferencedata=False,
-                                          progressbar=False))
-    return xr.merge(parts)
+        densities = model.logp(vars=own, sum=False)
+        inputs = [value for value in model.value_vars if value in set(graph_inputs(densities))]
+        batched = [pt.tensor(dtype=value.dtype, shape=(None, *value.type.shape)) for value in inputs]
+        function = pytensor.function(batched, vectorize_graph(densities, replace=dict(zip(inputs, batched))),
+                                     mode=Mode(linker="py", optimizer=None))
+        values = [posterior[model.values_to_rvs[value].name] for value in inputs]
+        results = function(*[np.asarray(v, dtype=value.dtype).reshape(draws, *v.shape[2:]) for v, value in zip(values, inputs)])
+        for rv, result in zip(own, results):
+            found[rv.name] = (posterior[rv.name].dims, np.asarray(result).reshape(posterior[rv.name].shape))
+    return xr.Dataset(found, coords={dim: posterior[dim] for dim in SAMPLE_DIMS})
 
 
 def _sensitivity_label(prior: float, likelihood: float) -> str:

@@ -3,6 +3,6 @@
 May import every layer; nothing imports it.
 """
 
-from bayes_trial.cli.commands import main
+from bayes_trial.cli.commands import main, run
 
-__all__ = ["main"]
+__all__ = ["main", "run"]

@@ -1,5 +1,5 @@
 """`python -m bayes_trial.cli` runs the command line."""
 
-from bayes_trial.cli.commands import main
+from bayes_trial.cli.commands import run
 
-raise SystemExit(main())
+run()

@@ -103,11 +103,13 @@ def pymc_priors(model, spec: ModelSpec | None = None) -> pd.DataFrame:
     pymc_models = model if isinstance(model, list) else [model.backend.model]
     free = [rv for pymc_model in pymc_models for rv in pymc_model.free_RVs]
     free_names = {rv.name for rv in free}
-    for rv in free:
-        if rv.name.endswith("_offset") or f"{rv.name}_sigma" in free_names:
-            continue  # group effects, non-centred or centred: the prior is their SD's
+    # Group effects, non-centred or centred: the prior is their SD's.
+    priors = [rv for rv in free if not rv.name.endswith("_offset") and f"{rv.name}_sigma" not in free_names]
+    graphs = [rv.owner.op.dist_params(rv.owner) for rv in priors]
+    computed = iter(parameter_values([p for rv_graphs in graphs for p in rv_graphs]))
+    for rv, rv_graphs in zip(priors, graphs):
         op = rv.owner.op
-        values = [np.asarray(p.eval()).ravel() for p in op.dist_params(rv.owner)]
+        values = [next(computed).ravel() for _ in rv_graphs]
         names = [n for n in _PYMC_PARAM_NAMES.get(type(op).__name__, ())] or [f"p{i}" for i in range(len(values))]
         params = {n: float(v[0]) if np.all(v == v[0]) else v.round(4).tolist() for n, v in zip(names, values)}
         term = rv.name[: -len("_sigma")] if rv.name.endswith("_sigma") and "|" in rv.name else rv.name
@@ -116,6 +118,21 @@ def pymc_priors(model, spec: ModelSpec | None = None) -> pd.DataFrame:
         rows.append({"term": term, "parameter": rv.name, "distribution": type(op).__name__.removesuffix("RV"),
                      "params": params, "set_by": set_by})
     return pd.DataFrame(rows)
+
+
+def parameter_values(params: list) -> list[np.ndarray]:
+    """The values of PyTensor expressions without random inputs (prior parameters), computed together.
+
+    One function for all of them, run by PyTensor's Python linker without graph rewrites: a
+    parameter is a constant or a broadcast of one, and compiling C code for each (`eval`) took
+    0.4-0.5 s of a refit (the model is checked three or four times), against 0.01 s this way.
+    """
+    import pytensor
+    from pytensor.compile.mode import Mode
+
+    if not params:
+        return []
+    return [np.asarray(v) for v in pytensor.function([], params, mode=Mode(linker="py", optimizer=None))()]
 
 
 _PYMC_PARAM_NAMES = {
