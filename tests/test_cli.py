@@ -194,3 +194,14 @@ def test_prior_check_exits_1_on_fail_with_the_verdict_last(small_sim_dir, tmp_pa
     assert cli.main(["prior-check", "outflow", "--data", str(small_sim_dir), "--out", str(tmp_path),
                      "--draws", "100", "--prior", "arm=Normal(0, 3)", "--implausible", "20"]) == 1
     assert "P(|effect| > 20 pp)" in capsys.readouterr().out
+
+
+
+def test_a_command_run_in_process_leaves_dask_importable(outflow_fit_path):
+    """Commands keep dask out of their own process; called through `main` in a longer-lived process (a
+    notebook, a test run) they must not keep it out of what runs next there, such as a Dask batch."""
+    code = ("import sys; from bayes_trial.cli import commands as cli; "
+            f"assert cli.main(['query', {str(outflow_fit_path)!r}, 'intensive - control > 0']) == 0; "
+            "import distributed")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -264,7 +264,7 @@ def _without_dask_arrays(names: tuple[str, ...] = ("dask", "sparse")) -> None:
 
 
 def _with_dask_arrays() -> None:
-    """Undo `_without_dask_arrays` before sampling: Bambi imports sparse."""
+    """Undo `_without_dask_arrays`: before sampling (Bambi imports sparse), and when a command returns."""
     for name in ("dask", "sparse"):
         if name in sys.modules and sys.modules[name] is None:
             del sys.modules[name]
@@ -1032,4 +1032,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bayes-trial: interrupted; stored files are left as they were", file=sys.stderr)
         return 130
+    finally:
+        _with_dask_arrays()  # `main` called in a longer-lived process (a notebook, tests) leaves dask importable
 
