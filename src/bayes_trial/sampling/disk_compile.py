@@ -29,6 +29,8 @@ import warnings
 
 import numpy as np
 
+from bayes_trial.core.paths import write_atomic
+
 _LOGP = """def logp_callback(dim, x_, out_, logp_, user_data_):
     if dim != {n_dim}:
         return -1
@@ -193,15 +195,11 @@ def _metadata_path(key: str):
 def _save_metadata(key: str, metadata: dict) -> None:
     """Write `metadata` under `key` atomically (concurrent writers: the last one wins, both complete)."""
     import json
-    import os
-    import tempfile
 
-    path, text = _metadata_path(key), json.dumps(metadata)
+    path = _metadata_path(key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as out:
-            out.write(text)
-        os.replace(out.name, path)
+        write_atomic(path, lambda handle: json.dump(metadata, handle))
     except OSError:  # a read-only cache: the next process compiles again
         pass
 
