@@ -275,3 +275,16 @@ def test_a_stored_verdict_answers_without_recomputing_under_the_same_thresholds(
         dg.verdict(stored, dg.Thresholds(max_r_hat=1.0001))
     with pytest.raises(RuntimeError, match="recomputed"):
         dg.verdict(fit.__class__(fit.spec, fit.prepared, outflow_fit.idata, {}))
+
+
+def test_diagnosing_a_stored_fit_reads_its_participant_intercepts_once(wellbeing_fit_path):
+    """A stored fit keeps them on disk for answers; diagnostics and ArviZ load them into the posterior itself,
+    so that the copies they make do not each read the file again."""
+    from bayes_trial.sampling.fit import load
+    from bayes_trial.sampling.predictor import PARTICIPANT_TERM
+
+    for use in (dg.diagnose, lambda fit: fit.idata):
+        stored = load(wellbeing_fit_path)
+        assert not stored.posterior[PARTICIPANT_TERM].variable._in_memory
+        use(stored)
+        assert stored.posterior[PARTICIPANT_TERM].variable._in_memory

@@ -70,7 +70,9 @@ def _as_draws(fit_or_idata: Draws | Fit | az.InferenceData | str | os.PathLike) 
     if isinstance(fit_or_idata, Draws):
         return fit_or_idata
     if isinstance(fit_or_idata, Fit):
-        posterior, stats = fit_or_idata.group("posterior"), fit_or_idata.group("sample_stats")
+        # Loaded in place: diagnostics read every parameter, and each transposed copy of one still on disk
+        # (a stored fit's participant intercepts) would read it from the file again.
+        posterior, stats = fit_or_idata.group("posterior").load(), fit_or_idata.group("sample_stats")
     elif hasattr(fit_or_idata, "groups"):
         posterior = fit_or_idata.posterior if "posterior" in fit_or_idata.groups() else None
         stats = fit_or_idata.sample_stats if "sample_stats" in fit_or_idata.groups() else None

@@ -70,9 +70,11 @@ class _StoredGroups:
         return self.loaded.get(name)
 
     def inference_data(self) -> az.InferenceData:
+        """Every group, wholly in memory: what needs ArviZ reads all draws, the participant intercepts included,
+        and ArviZ's and xarray's copies of a variable still on disk would each read it again."""
         import arviz as az
 
-        return az.InferenceData(**{name: self.group(name) for name in self.names})
+        return az.InferenceData(**{name: self.group(name).load() for name in self.names})
 
 
 def _file_stamp(path: Path) -> tuple[int, int, int]:
