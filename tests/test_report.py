@@ -29,11 +29,23 @@ def test_small_cells_are_shown_as_fewer_than_the_minimum(wellbeing_fit):
 
 
 def test_every_verdict_comes_before_the_first_section(outflow_fit, wellbeing_fit, tmp_path):
-    blocks = report.report_blocks([outflow_fit, wellbeing_fit], tmp_path / "figures")
+    blocks = report.report_blocks([outflow_fit, wellbeing_fit], tmp_path / "figures", jobs=2)
     kinds = [b.kind for b in blocks]
     first_section = kinds.index("h2")
     assert kinds[1:3] == ["verdict", "verdict"] and first_section == 3
     assert [b.kind for b in blocks[first_section:]].count("verdict") == 2
+    assert all(b.path.is_file() for b in blocks if b.kind == "figure")
+    # Sections built in two processes read as those built one after the other in this one.
+    alone = report.report_blocks([outflow_fit, wellbeing_fit], tmp_path / "figures_alone", jobs=1)
+    assert report.render_markdown(alone, tmp_path / "figures_alone") == report.render_markdown(blocks, tmp_path / "figures")
+
+
+def test_jobs_below_one_fail_in_one_line(outflow_fit_path, tmp_path, capsys):
+    from bayes_trial.cli import commands as cli
+
+    assert cli.main(["report", str(outflow_fit_path), "--out", str(tmp_path), "--jobs", "0"]) == 2
+    assert capsys.readouterr().err == "bayes-trial: error: jobs: expected at least 1 process, got 0\n"
+    assert not (tmp_path / "report.md").exists()
 
 
 def test_the_written_report_holds_no_participant_rows(wellbeing_fit, tmp_path):

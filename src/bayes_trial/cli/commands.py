@@ -659,7 +659,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     # Sections are titled by file name, or by the path as given where two files share a name.
     names = [Path(path).name for path in args.fits]
     labels = [name if names.count(name) == 1 else str(path) for path, name in zip(args.fits, names)]
-    paths = report(fits, args.out, title=args.title, min_cell=args.min_cell, labels=labels)
+    paths = report(fits, args.out, title=args.title, min_cell=args.min_cell, labels=labels, jobs=args.jobs)
     print(f"report written: {paths['html']} and {paths['md']}")
     return 0
 
@@ -929,6 +929,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default="bayes-trial report")
     p.add_argument("--min-cell", type=int, default=10, dest="min_cell",
                    help="suppress observed cells with fewer persons (default 10, never below 5)")
+    p.add_argument("--jobs", type=int, help="fits reported on at once, one process each (default: one per core)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("cache", help="compiled models kept between processes: where, how large; clear them; "

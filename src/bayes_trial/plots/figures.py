@@ -38,9 +38,12 @@ def save_figure(fig, out_dir: str | os.PathLike, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     # Laid out and measured once for both files: with bbox_inches="tight" each savefig runs the
     # layout engine and measures every artist again, which was half of a report's time.
+    # A figure keeps a placeholder engine after `tight_layout` or "none", and savefig then draws the
+    # whole figure once more before printing; without any engine it prints from the layout made here.
     fig.draw_without_rendering()
     bbox = fig.get_tightbbox().padded(matplotlib.rcParams["savefig.pad_inches"])
-    fig.set_layout_engine("none")
+    with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+        fig.set_layout_engine(None)
     paths = []
     for fmt, options in (("png", {"dpi": 120}), ("svg", {"metadata": {"Date": None}})):
         path = out_dir / f"{name}.{fmt}"

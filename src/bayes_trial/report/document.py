@@ -10,6 +10,7 @@ participant ids.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import os
 import re
@@ -22,6 +23,7 @@ from bayes_trial.checks import diagnose as diagnose_mod
 from bayes_trial.checks.calibration import calibration
 from bayes_trial.checks import ppc as ppc_mod
 from bayes_trial.checks.priors import REPORT_DRAWS, PriorCheck, fit_prior_check
+from bayes_trial.core import parallel
 from bayes_trial.core.errors import SpecError
 from bayes_trial.core.paths import write_atomic
 from bayes_trial.core.summaries import interval_texts
@@ -353,29 +355,55 @@ def section_labels(fits: list[Fit], labels: list[str] | None = None) -> list[str
     return distinct
 
 
+@dataclass
+class FitSection:
+    """One fit's part of a report: its line in the verdicts on the first screen and its section."""
+    verdict: Block
+    blocks: list[Block]
+
+
+def fit_section(fit: Fit, figure_dir: Path, *, label: str, queries: list[dict] | None = None,
+                min_cell: int = query.MIN_CELL, response_fit: Fit | None = None) -> FitSection:
+    """Diagnose `fit`, check its priors, and build its verdict line and its section (`fit_blocks`)."""
+    diagnosis = diagnose_mod.diagnose(fit, with_sensitivity=True)
+    check = fit_prior_check(fit)
+    verdict = Block("verdict", f"{section_title(fit, label)}: diagnostics {'PASS' if diagnosis.passed else 'FAIL'}"
+                               f"; {prior_check_text(check)}{sbc_flag(fit)}",
+                    passed=diagnosis.passed, items=list(diagnosis.failed))
+    return FitSection(verdict, fit_blocks(fit, figure_dir, queries=queries, min_cell=min_cell, diagnosis=diagnosis,
+                                          label=label, prior_check=check, response_fit=response_fit))
+
+
+def _section_of(labelled: tuple[Fit, str], **options) -> FitSection:
+    fit, label = labelled
+    return fit_section(fit, label=label, **{**options, "queries": options["queries"].get(fit.spec.name)})
+
+
 def report_blocks(fits: list[Fit], figure_dir: Path, *, title: str = "bayes-trial report",
                   queries: dict[str, list[dict]] | None = None, min_cell: int = query.MIN_CELL,
-                  extra: list[Block] | None = None, labels: list[str] | None = None) -> list[Block]:
+                  extra: list[Block] | None = None, labels: list[str] | None = None,
+                  jobs: int | None = None) -> list[Block]:
     """A whole report: title, every fit's verdict on the first screen, then one section per fit.
 
     Each fit is its own section with its own verdict, even when several fits share a spec name
     (e.g. two runs of `outflow` with different draws). `labels` name the sections, typically the fit
     files' names; by default the spec names, numbered where repeated. `queries` are keyed by spec name.
+    The sections are built in up to `jobs` processes at once (default: one per available core;
+    `core.parallel.map_forked`), with the same result as one after the other.
     """
     check_min_cell(min_cell)
     labels = section_labels(fits, labels)
-    diagnoses = [diagnose_mod.diagnose(fit, with_sensitivity=True) for fit in fits]
-    checks = [fit_prior_check(fit) for fit in fits]
-    blocks = [Block("h1", title)]
-    for fit, label, diagnosis, check in zip(fits, labels, diagnoses, checks):
-        blocks.append(Block("verdict", f"{section_title(fit, label)}: diagnostics {'PASS' if diagnosis.passed else 'FAIL'}"
-                                       f"; {prior_check_text(check)}{sbc_flag(fit)}",
-                            passed=diagnosis.passed, items=list(diagnosis.failed)))
+    if parallel.worker_count(len(fits), jobs) > 1:
+        for fit in fits:
+            fit.idata  # noqa: B018  (read into memory once here, not from the same file by each worker)
     # Survey sections take response from a response-model fit among `fits`, when there is one.
     response_fit = next((fit for fit in fits if attrition.is_response_fit(fit)), None)
-    for fit, label, diagnosis, check in zip(fits, labels, diagnoses, checks):
-        blocks += fit_blocks(fit, figure_dir, queries=(queries or {}).get(fit.spec.name), min_cell=min_cell,
-                             diagnosis=diagnosis, label=label, prior_check=check, response_fit=response_fit)
+    build = functools.partial(_section_of, figure_dir=figure_dir, queries=queries or {}, min_cell=min_cell,
+                              response_fit=response_fit)
+    sections = parallel.map_forked(build, list(zip(fits, labels)), jobs)
+    blocks = [Block("h1", title), *(section.verdict for section in sections)]
+    for section in sections:
+        blocks += section.blocks
     return blocks + list(extra or [])
 
 
@@ -471,13 +499,14 @@ def write_report(blocks: list[Block], out_dir: str | os.PathLike, name: str = "r
 
 def report(fits: list[Fit], out_dir: str | os.PathLike, *, title: str = "bayes-trial report",
            queries: dict[str, list[dict]] | None = None, min_cell: int = query.MIN_CELL,
-           extra: list[Block] | None = None, labels: list[str] | None = None) -> dict[str, Path]:
+           extra: list[Block] | None = None, labels: list[str] | None = None, jobs: int | None = None) -> dict[str, Path]:
     """Build and write the report of `fits` (and `extra` sections) into `out_dir` (figures in out_dir/figures).
 
-    One section per fit, titled by `labels` (e.g. the fit files' names) and spec name; see `report_blocks`.
+    One section per fit, titled by `labels` (e.g. the fit files' names) and spec name, built in up to
+    `jobs` processes at once (default: one per available core); see `report_blocks`.
     """
     out_dir = Path(out_dir)
     blocks = report_blocks(fits, out_dir / "figures", title=title, queries=queries, min_cell=min_cell, extra=extra,
-                           labels=labels)
+                           labels=labels, jobs=jobs)
     return write_report(blocks, out_dir)
 
