@@ -374,9 +374,9 @@ def fit_section(fit: Fit, figure_dir: Path, *, label: str, queries: list[dict] |
                                           label=label, prior_check=check, response_fit=response_fit))
 
 
-def _section_of(labelled: tuple[Fit, str], **options) -> FitSection:
+def _section_of(labelled: tuple[Fit, str], *, queries: dict[str, list[dict]], **options) -> FitSection:
     fit, label = labelled
-    return fit_section(fit, label=label, **{**options, "queries": options["queries"].get(fit.spec.name)})
+    return fit_section(fit, label=label, queries=queries.get(fit.spec.name), **options)
 
 
 def report_blocks(fits: list[Fit], figure_dir: Path, *, title: str = "bayes-trial report",
