@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bayes_trial.core.errors import BayesTrialError
+from bayes_trial.core.parallel import available_cores
 from bayes_trial.core.paths import write_atomic
 
 MANIFEST = "manifest.json"
@@ -138,11 +139,6 @@ def _check_tasks(tasks: list[Task]) -> None:
         seen.add(task.key)
 
 
-def default_workers() -> int:
-    """Cores available to this process."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 class _Progress:
     """completed / failed / remaining on stderr: one updating line on a terminal, else a line every few s."""
 
@@ -186,7 +182,7 @@ def _client(scheduler: str | None, n_workers: int | None):
         with client:
             yield client
         return
-    with LocalCluster(n_workers=n_workers or default_workers(), threads_per_worker=1, processes=True,
+    with LocalCluster(n_workers=n_workers or available_cores(), threads_per_worker=1, processes=True,
                       dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
         yield client
 
